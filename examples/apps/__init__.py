@@ -1,0 +1,1 @@
+"""Example Ray Serve applications, importable as serveplane.examples.<module>:app."""

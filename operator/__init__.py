@@ -1,0 +1,1 @@
+"""serveplane's Kubernetes operator: API models, pure builders, clients and kopf handlers."""
