@@ -1,4 +1,105 @@
-"""The `serveplane` command."""
+"""The `serveplane` command: operator, crds, render, and dev (the local control plane for a laptop)."""
+from __future__ import annotations
+
+import argparse
 import sys
-def main() -> None:
-    print("serveplane", sys.argv[1:])
+from pathlib import Path
+
+import yaml
+
+CRDS_DIR = Path(__file__).resolve().parent.parent / "crds"
+
+
+def _operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    from . import handlers  # noqa: F401  (registers the handlers with kopf)
+    from .settings import Settings
+
+    settings = Settings.from_env()
+    kopf.configure(verbose=args.verbose)
+    kopf.run(
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+    )
+    return 0
+
+
+def crd_files() -> dict[str, str]:
+    """File name -> YAML text of each generated CRD."""
+    from .api.crdgen import all_crds
+
+    header = "# Generated from the pydantic models by `serveplane crds`; do not edit.\n"
+    return {
+        f"{crd['spec']['group']}_{crd['spec']['names']['plural']}.yaml": header + yaml.safe_dump(crd, sort_keys=False)
+        for crd in all_crds()
+    }
+
+
+def _crds(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in crd_files().items():
+        (out / name).write_text(text)
+        print(out / name)
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from .render import render
+    from .settings import Settings
+
+    docs = []
+    for path in args.files:
+        with open(path) as handle:
+            docs += [d for d in yaml.safe_load_all(handle) if d]
+    sections = render(docs, Settings.from_env().default_image)
+    if not sections:
+        print("no ServeCluster in the input: nothing would be created", file=sys.stderr)
+        return 1
+    for title, content in sections:
+        print(f"# --- {title}")
+        if isinstance(content, list):
+            print(yaml.safe_dump_all(content, sort_keys=False), end="")
+        else:
+            print(yaml.safe_dump(content, sort_keys=False), end="")
+        print("---")
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from serveplane.localcluster import devenv
+
+    if args.action == "up":
+        devenv.up()
+        return 0
+    if args.action == "down":
+        devenv.down()
+        return 0
+    return devenv.kubectl(args.rest)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="serveplane", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    op = sub.add_parser("operator", help="run the kopf operator against $KUBECONFIG or the in-cluster API")
+    op.add_argument("--verbose", action="store_true")
+    op.set_defaults(func=_operator)
+    crds = sub.add_parser("crds", help="write the CRDs generated from the API models")
+    crds.add_argument("--output", default=str(CRDS_DIR))
+    crds.set_defaults(func=_crds)
+    ren = sub.add_parser("render", help="print the objects and Serve config a YAML file of resources would create")
+    ren.add_argument("files", nargs="+")
+    ren.set_defaults(func=_render)
+    dev = sub.add_parser("dev", help="the local control plane: up, down, or kubectl ARGS...")
+    dev.add_argument("action", choices=["up", "down", "kubectl"])
+    dev.add_argument("rest", nargs=argparse.REMAINDER)
+    dev.set_defaults(func=_dev)
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    sys.exit(args.func(args))

@@ -1,1 +1,1 @@
-"""operator/manifests"""
+"""PURE builders of the Kubernetes objects a ServeCluster owns, as plain dicts."""

@@ -1,0 +1,118 @@
+"""The Kubernetes API calls the operator makes, as a small async facade over the official client.
+
+The official client is synchronous; each call runs in a worker thread so kopf's event loop never blocks.
+Owned Services and the Ingress are written with server-side apply (field manager `serveplane`): re-applying
+unchanged content is a no-op on the server, and drift made by others is corrected.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from ..api.base import GROUP, VERSION
+
+FIELD_MANAGER = "serveplane"
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+
+Obj = dict[str, Any]
+
+
+def load_config() -> None:
+    """In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+
+
+class Kube:
+    """Typed async wrappers; every method returns plain dicts as the API server sent them."""
+
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self._api = api_client or client.ApiClient()
+        self.core = client.CoreV1Api(self._api)
+        self.networking = client.NetworkingV1Api(self._api)
+        self.custom = client.CustomObjectsApi(self._api)
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, tolerate: tuple[int, ...] = (), **kwargs: Any) -> Any:
+        """Run one API call; a status in `tolerate` (e.g. 404 on a delete) yields None instead of raising."""
+        try:
+            # Raw JSON, not the client's model classes: the operator works on plain dicts throughout.
+            result = await asyncio.to_thread(fn, *args, _preload_content=False, **kwargs)
+        except ApiException as error:
+            if error.status in tolerate:
+                return None
+            raise
+        return json.loads(result.data) if result.data else None
+
+    # Custom resources
+    async def get_custom(self, plural: str, namespace: str, name: str) -> Obj | None:
+        return await self._call(
+            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name, tolerate=(404,)
+        )
+
+    async def list_custom(self, plural: str, namespace: str) -> list[Obj]:
+        found = await self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural)
+        return list(found["items"])
+
+    async def patch_custom_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """A merge patch of the status subresource; lists (conditions) are replaced whole."""
+        await self._call(
+            self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name,
+            {"status": status}, _content_type=MERGE, tolerate=(404,),
+        )
+
+    async def set_finalizers(self, plural: str, obj: Obj, finalizers: list[str]) -> None:
+        """Replace metadata.finalizers, guarded by resourceVersion so a concurrent change is not lost.
+
+        A 409 (changed meanwhile) or 404 (gone) is left for the next round, which sees the object anew.
+        """
+        meta = obj["metadata"]
+        body = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
+        await self._call(
+            self.custom.patch_namespaced_custom_object, GROUP, VERSION, meta["namespace"], plural, meta["name"],
+            body, _content_type=MERGE, tolerate=(404, 409),
+        )
+
+    # Pods
+    async def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
+        found = await self._call(self.core.list_namespaced_pod, namespace, label_selector=label_selector)
+        return list(found["items"])
+
+    async def create_pod(self, pod: Obj) -> None:
+        # 409: a terminating namesake still exists; the next round creates it.
+        await self._call(self.core.create_namespaced_pod, pod["metadata"]["namespace"], pod, tolerate=(409,))
+
+    async def delete_pod(self, namespace: str, name: str) -> None:
+        await self._call(self.core.delete_namespaced_pod, name, namespace, tolerate=(404,))
+
+    async def label_pod(self, namespace: str, name: str, labels: dict[str, str | None]) -> None:
+        """Merge-patch labels; a None value removes the label."""
+        await self._call(
+            self.core.patch_namespaced_pod, name, namespace, {"metadata": {"labels": labels}},
+            _content_type=MERGE, tolerate=(404,),
+        )
+
+    # Owned Services and Ingress
+    async def apply_service(self, service: Obj) -> None:
+        meta = service["metadata"]
+        await self._call(
+            self.core.patch_namespaced_service, meta["name"], meta["namespace"], service,
+            field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+        )
+
+    async def apply_ingress(self, ingress: Obj) -> None:
+        meta = ingress["metadata"]
+        await self._call(
+            self.networking.patch_namespaced_ingress, meta["name"], meta["namespace"], ingress,
+            field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+        )
+
+    async def delete_ingress(self, namespace: str, name: str) -> None:
+        await self._call(self.networking.delete_namespaced_ingress, name, namespace, tolerate=(404,))

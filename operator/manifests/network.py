@@ -1,0 +1,76 @@
+"""PURE: the head Service, the serve Service and the Ingress of a ServeCluster."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.cluster import ProxyLocation, ServeClusterSpec
+from . import common
+
+
+def head_service(*, cluster: str, namespace: str, uid: str) -> dict[str, Any]:
+    """Headless, and publishing not-ready addresses: workers must reach the GCS before the head is Ready."""
+    meta = common.metadata(
+        name=common.head_service_name(cluster), namespace=namespace, cluster=cluster, uid=uid, component="head"
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": {**common.selector(cluster), common.NODE_TYPE_LABEL: "head"},
+            "ports": [
+                {"name": "gcs", "port": common.GCS_PORT, "targetPort": common.GCS_PORT},
+                {"name": "dashboard", "port": common.DASHBOARD_PORT, "targetPort": common.DASHBOARD_PORT},
+                {"name": "client", "port": common.CLIENT_PORT, "targetPort": common.CLIENT_PORT},
+            ],
+        },
+    }
+
+
+def serve_service(*, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec) -> dict[str, Any]:
+    meta = common.metadata(
+        name=common.serve_service_name(cluster), namespace=namespace, cluster=cluster, uid=uid, component="serve"
+    )
+    if spec.service.annotations:
+        meta["annotations"] = dict(spec.service.annotations)
+    chosen = {**common.selector(cluster), common.PROXY_LABEL: common.PROXY_HEALTHY}
+    if spec.serve.proxy_location == ProxyLocation.HEAD_ONLY:
+        chosen[common.NODE_TYPE_LABEL] = "head"
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": spec.service.type.value,
+            "selector": chosen,
+            "ports": [
+                {"name": "http", "port": spec.serve.http_port, "targetPort": spec.serve.http_port, "appProtocol": "http"},
+                {"name": "grpc", "port": spec.serve.grpc_port, "targetPort": spec.serve.grpc_port, "appProtocol": "grpc"},
+            ],
+        },
+    }
+
+
+def ingress(*, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, routes: list[str]) -> dict[str, Any] | None:
+    """One path per application's route prefix; None when the Ingress is disabled or nothing is routed."""
+    if not spec.ingress.enabled or not routes:
+        return None
+    meta = common.metadata(
+        name=common.serve_service_name(cluster), namespace=namespace, cluster=cluster, uid=uid, component="serve"
+    )
+    if spec.ingress.annotations:
+        meta["annotations"] = dict(spec.ingress.annotations)
+    backend = {"service": {"name": common.serve_service_name(cluster), "port": {"name": "http"}}}
+    rule: dict[str, Any] = {
+        "http": {"paths": [{"path": route, "pathType": "Prefix", "backend": backend} for route in sorted(routes)]}
+    }
+    if spec.ingress.host:
+        rule["host"] = spec.ingress.host
+    body: dict[str, Any] = {"rules": [rule]}
+    if spec.ingress.class_name:
+        body["ingressClassName"] = spec.ingress.class_name
+    if spec.ingress.tls:
+        body["tls"] = [t.to_wire() for t in spec.ingress.tls]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta, "spec": body}

@@ -1,0 +1,167 @@
+"""PURE: the head pod and worker pods of a ServeCluster, one pod per Ray node.
+
+The container runs `python -m serveplane.runtime head|worker`, which starts Ray and the node agent; the agent
+answers the probes and the preStop drain.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any
+
+from ..api.cluster import HeadSpec, ServeClusterSpec, WorkerGroupSpec
+from . import common
+
+_PORTS = [
+    ("gcs", common.GCS_PORT),
+    ("dashboard", common.DASHBOARD_PORT),
+    ("client", common.CLIENT_PORT),
+    ("agent", common.AGENT_PORT),
+    ("metrics", common.METRICS_PORT),
+]
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _env(extra: list[dict[str, Any]], cluster: str, namespace: str) -> list[dict[str, Any]]:
+    downward = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "SERVEPLANE_CLUSTER", "value": cluster},
+        {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
+    ]
+    names = {e["name"] for e in extra}
+    return [e for e in downward if e["name"] not in names] + list(extra)
+
+
+def _args(role: str, spec: ServeClusterSpec, params: dict[str, str], head_address: str | None) -> list[str]:
+    args = [
+        role,
+        f"--agent-port={common.AGENT_PORT}",
+        f"--http-port={spec.serve.http_port}",
+        f"--metrics-port={common.METRICS_PORT}",
+    ]
+    if head_address:
+        args.append(f"--address={head_address}")
+    else:
+        args += [f"--port={common.GCS_PORT}", f"--dashboard-port={common.DASHBOARD_PORT}"]
+    args += [f"--ray-param={key}={value}" for key, value in sorted(params.items())]
+    return args
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": common.AGENT_PORT},
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": failures,
+    }
+
+
+def _pod(
+    *,
+    name: str,
+    component: str,
+    namespace: str,
+    cluster: str,
+    uid: str,
+    image: str,
+    args: list[str],
+    resources: dict[str, Any] | None,
+    env: list[dict[str, Any]],
+    extra_labels: dict[str, str],
+) -> dict[str, Any]:
+    meta = common.metadata(name=name, namespace=namespace, cluster=cluster, uid=uid, component=component)
+    meta["labels"].update({common.NODE_TYPE_LABEL: component, **extra_labels})
+    container: dict[str, Any] = {
+        "name": "ray",
+        "image": image,
+        "command": ["python", "-m", "serveplane.runtime"],
+        "args": args,
+        "env": _env(env, cluster, namespace),
+        "ports": [{"name": port_name, "containerPort": port} for port_name, port in _PORTS],
+        "readinessProbe": _probe("/readyz", 5, 3),
+        # Generous: Ray takes tens of seconds to start on small machines; the agent answers /livez at once.
+        "livenessProbe": _probe("/livez", 10, 6),
+        "lifecycle": {"preStop": {"httpGet": {"path": "/drain", "port": common.AGENT_PORT}}},
+    }
+    if resources:
+        container["resources"] = resources
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 60,
+            "enableServiceLinks": False,
+            "containers": [container],
+        },
+    }
+
+
+def pod_spec_hash(pod: dict[str, Any]) -> str:
+    """Hash of what a running pod cannot change in place; a different hash means the pod must be replaced."""
+    return hashlib.sha256(json.dumps(pod["spec"], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _stamp(pod: dict[str, Any]) -> dict[str, Any]:
+    pod["metadata"].setdefault("annotations", {})[common.POD_HASH_ANNOTATION] = pod_spec_hash(pod)
+    return pod
+
+
+def head_pod(*, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str) -> dict[str, Any]:
+    head: HeadSpec = spec.head
+    pod = _pod(
+        name=common.head_pod_name(cluster),
+        component="head",
+        namespace=namespace,
+        cluster=cluster,
+        uid=uid,
+        image=spec.image or image,
+        args=_args("head", spec, head.ray_start_params, None),
+        resources=head.resources,
+        env=head.env,
+        extra_labels={},
+    )
+    if head.pod_template:
+        pod = _deep_merge(pod, {k: v for k, v in head.pod_template.items() if k in ("metadata", "spec")})
+    return _stamp(pod)
+
+
+def worker_pods(*, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str) -> list[dict[str, Any]]:
+    address = common.head_address(cluster, namespace)
+    pods = []
+    for group in spec.worker_groups:
+        pods += [_worker(cluster, namespace, uid, spec, image, group, index, address) for index in range(group.replicas)]
+    return pods
+
+
+def _worker(
+    cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str, group: WorkerGroupSpec, index: int,
+    address: str,
+) -> dict[str, Any]:
+    return _stamp(
+        _pod(
+            name=common.worker_pod_name(cluster, group.name, index),
+            component="worker",
+            namespace=namespace,
+            cluster=cluster,
+            uid=uid,
+            image=spec.image or image,
+            args=_args("worker", spec, group.ray_start_params, address),
+            resources=group.resources,
+            env=group.env,
+            extra_labels={common.GROUP_LABEL: group.name},
+        )
+    )

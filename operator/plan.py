@@ -1,0 +1,118 @@
+"""PURE: decisions of the reconcile, from desired and observed state to actions."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import objects
+from .manifests import common
+from .objects import Obj
+
+FINALIZER = "serveplane.dev/serve-cleanup"
+
+
+def pod_ready(pod: Obj) -> bool:
+    found = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"]
+    return bool(found and found[0].get("status") == "True")
+
+
+def _finished(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded")
+
+
+@dataclass(frozen=True)
+class PodPlan:
+    create: list[Obj] = field(default_factory=list)
+    delete: dict[str, str] = field(default_factory=dict)
+    """Pod name -> why it goes."""
+
+
+def plan_pods(desired: list[Obj], observed: list[Obj]) -> PodPlan:
+    """Pods to create and delete so that observed converges to desired.
+
+    A pod whose spec changed is replaced in place, one at a time, and only while every other pod is ready:
+    an upgrade never runs more pods than the spec asks for and never takes more than one away.
+    """
+    want = {objects.name(p): p for p in desired}
+    have = {objects.name(p): p for p in observed}
+    create = [pod for name, pod in want.items() if name not in have]
+    delete: dict[str, str] = {}
+    for name, pod in have.items():
+        if objects.is_deleting(pod):
+            continue
+        if name not in want:
+            delete[name] = "no longer in the spec"
+        elif _finished(pod):
+            delete[name] = f"pod ended ({pod['status']['phase']}); it is recreated"
+    settled = not create and not delete and all(pod_ready(p) and not objects.is_deleting(p) for p in have.values())
+    if settled:
+        stale = [
+            name for name, pod in sorted(have.items())
+            if (pod["metadata"].get("annotations") or {}).get(common.POD_HASH_ANNOTATION)
+            != want[name]["metadata"]["annotations"][common.POD_HASH_ANNOTATION]
+        ]
+        # Workers first: the head goes last, since replacing it restarts Serve's state on the new head.
+        stale.sort(key=lambda n: have[n]["metadata"]["labels"].get(common.NODE_TYPE_LABEL) == "head")
+        if stale:
+            delete[stale[0]] = "its spec changed; replacing it (one pod at a time)"
+    return PodPlan(create=create, delete=delete)
+
+
+def submit_reason(
+    *,
+    config_hash: str,
+    head_uid: str,
+    applied: dict[str, Any],
+    composed_apps: set[str],
+    serve_apps: set[str] | None,
+    rejected_hash: str | None,
+) -> str | None:
+    """Why the composed config must be PUT now, or None when Serve already runs it.
+
+    The hash and head UID live on the ServeCluster's status, so a restarted operator resubmits nothing, while a
+    new head (Serve's state is gone with the old one) gets the config again.
+    """
+    if serve_apps is None:
+        return None
+    if rejected_hash == config_hash:
+        return None
+    if applied.get("appliedConfigHash") != config_hash:
+        return "ConfigChanged"
+    if applied.get("appliedHeadUid") != head_uid:
+        return "HeadReplaced"
+    if not composed_apps <= serve_apps:
+        return "ServeLostApplications"
+    return None
+
+
+def proxy_labels(pods: list[Obj], serve: dict[str, Any] | None) -> dict[str, str | None]:
+    """Pod name -> the proxy label it should carry (None: no label), only where it differs from now.
+
+    With no report from Serve, labels stay as they are: readiness probes still take a dead pod out.
+    """
+    if serve is None:
+        return {}
+    healthy_ips = {
+        p.get("node_ip") for p in (serve.get("proxies") or {}).values() if p.get("status") == "HEALTHY"
+    }
+    changes: dict[str, str | None] = {}
+    for pod in pods:
+        ip = (pod.get("status") or {}).get("podIP")
+        wanted = common.PROXY_HEALTHY if ip and ip in healthy_ips else None
+        if (pod["metadata"].get("labels") or {}).get(common.PROXY_LABEL) != wanted:
+            changes[objects.name(pod)] = wanted
+    return changes
+
+
+def finalizers_to_set(app: Obj, serve_apps: set[str] | None) -> list[str] | None:
+    """The finalizers an application should have now, or None when they are right as they are.
+
+    A live application gets serveplane's finalizer; a deleted one loses it once Serve no longer lists it, so
+    the resource goes only after its application has left Serve.
+    """
+    current = list(app["metadata"].get("finalizers") or [])
+    if not objects.is_deleting(app):
+        return None if FINALIZER in current else current + [FINALIZER]
+    if FINALIZER in current and serve_apps is not None and objects.name(app) not in serve_apps:
+        return [f for f in current if f != FINALIZER]
+    return None

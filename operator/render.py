@@ -1,0 +1,60 @@
+"""PURE: a dry run. For resources in YAML, the Kubernetes objects and Serve config the operator would create.
+
+Nothing is contacted: objects get placeholder UIDs, and no Serve status is known, so ServeDeployments wait
+for their application's first build exactly as they would on a new cluster.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import objects
+from .api.cluster import ServeClusterSpec
+from .compose import Composition, compose, validation_message
+from .manifests import network, pods
+from .objects import Obj
+
+PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
+
+
+def _with_defaults(doc: Obj) -> Obj:
+    meta = {"namespace": "default", "uid": PLACEHOLDER_UID, "creationTimestamp": "", **(doc.get("metadata") or {})}
+    return {**doc, "metadata": meta}
+
+
+def _of_kind(docs: list[Obj], kind: str) -> list[Obj]:
+    return [_with_defaults(d) for d in docs if d and d.get("kind") == kind]
+
+
+def render(docs: list[Obj], default_image: str) -> list[tuple[str, Any]]:
+    """(title, content) sections: per ServeCluster its objects, then its Serve config and the verdicts."""
+    sections: list[tuple[str, Any]] = []
+    apps, sdeps = _of_kind(docs, "ServeApplication"), _of_kind(docs, "ServeDeployment")
+    for cluster in _of_kind(docs, "ServeCluster"):
+        name, namespace = objects.name(cluster), objects.namespace(cluster)
+        try:
+            spec = ServeClusterSpec.model_validate(objects.spec(cluster))
+        except ValidationError as error:
+            sections.append((f"ServeCluster {namespace}/{name} is invalid", validation_message(error)))
+            continue
+        mine = [a for a in apps if objects.namespace(a) == namespace and objects.spec(a).get("cluster", "default") == name]
+        composition = compose(spec, mine, [d for d in sdeps if objects.namespace(d) == namespace])
+        args = {"cluster": name, "namespace": namespace, "uid": PLACEHOLDER_UID}
+        built = [pods.head_pod(**args, spec=spec, image=default_image)]
+        built += pods.worker_pods(**args, spec=spec, image=default_image)
+        built += [network.head_service(**args), network.serve_service(**args, spec=spec)]
+        routes = [a["route_prefix"] for a in composition.config["applications"]]
+        ingress = network.ingress(**args, spec=spec, routes=routes)
+        built += [ingress] if ingress else []
+        sections.append((f"Kubernetes objects of ServeCluster {namespace}/{name}", built))
+        sections.append((f"Serve config (PUT /api/serve/applications/, hash {composition.config_hash})", composition.config))
+        sections.append(("Verdicts", _verdicts(composition)))
+    return sections
+
+
+def _verdicts(composition: Composition) -> dict[str, Any]:
+    def table(verdicts: dict[str, Any]) -> dict[str, str]:
+        return {name: f"{'ok' if v.ok else 'DEGRADED'} {v.reason}: {v.message}" for name, v in verdicts.items()}
+
+    return {"applications": table(composition.applications), "deployments": table(composition.deployments)}

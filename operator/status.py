@@ -1,0 +1,189 @@
+"""PURE: statuses and conditions of the three kinds, from what the operator observed.
+
+Each function returns the status as it goes on the wire; the caller writes it only if it differs from the
+live one, so nothing is written while nothing changes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import conditions, objects
+from .api.application import ServeApplicationStatus
+from .api.cluster import ServeClusterStatus
+from .api.deployment import DeploymentReplicas, ServeDeploymentStatus
+from .compose import Composition, Verdict
+from .objects import Obj
+
+OK = (False, "AsExpected", "")
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """What the operator saw of one ServeCluster in one reconcile."""
+
+    name: str
+    namespace: str
+    generation: int
+    desired_nodes: int
+    ready_nodes: int
+    head_pod: str | None
+    head_ready: bool
+    serve: dict[str, Any] | None
+    """Serve's GET /api/serve/applications/ answer; None while the dashboard cannot be reached."""
+    serve_error: str | None = None
+    rejected: str | None = None
+    """Serve's own text when it refused the last PUT."""
+    http_port: int = 8000
+
+    @property
+    def serve_url(self) -> str:
+        return f"http://{self.name}-serve.{self.namespace}.svc:{self.http_port}"
+
+    def serve_app(self, name: str) -> dict[str, Any] | None:
+        return ((self.serve or {}).get("applications") or {}).get(name)
+
+    @property
+    def healthy_proxies(self) -> int:
+        proxies = (self.serve or {}).get("proxies") or {}
+        return sum(1 for p in proxies.values() if p.get("status") == "HEALTHY")
+
+
+def _running_replicas(deployment: dict[str, Any]) -> int:
+    return sum(1 for r in deployment.get("replicas") or [] if r.get("state") == "RUNNING")
+
+
+def deployment_replicas(serve_app: dict[str, Any] | None) -> dict[str, DeploymentReplicas]:
+    out = {}
+    for name, details in ((serve_app or {}).get("deployments") or {}).items():
+        out[name] = DeploymentReplicas(
+            status=details.get("status", ""),
+            message=details.get("message", ""),
+            replicas=_running_replicas(details),
+            target_replicas=details.get("target_num_replicas"),
+        )
+    return out
+
+
+def cluster_status(view: ClusterView, composition: Composition | None, applied: dict[str, Any]) -> dict[str, Any]:
+    """Status of a ServeCluster; `applied` holds appliedConfigHash and appliedHeadUid as last recorded."""
+    nodes_ready = view.ready_nodes >= view.desired_nodes
+    if not view.head_ready:
+        ready = (False, "HeadNotReady", f"waiting for head pod {view.head_pod or '(none yet)'} to become ready")
+    elif view.serve is None:
+        ready = (False, "DashboardUnavailable", f"the Ray dashboard does not answer: {view.serve_error}")
+    elif view.healthy_proxies == 0:
+        ready = (False, "NoHealthyProxy", "no Serve proxy reports HEALTHY yet")
+    else:
+        ready = (True, "Serving", f"{view.healthy_proxies} healthy Serve proxies on {view.ready_nodes} Ray pods")
+    if not nodes_ready:
+        progressing = (True, "PodsStarting", f"{view.ready_nodes} of {view.desired_nodes} Ray pods are ready")
+    elif composition is not None and applied.get("appliedConfigHash") != composition.config_hash:
+        progressing = (True, "Submitting", "the Serve config has changed and is being submitted")
+    else:
+        progressing = (False, "Stable", "all Ray pods are ready and the Serve config is applied")
+    degraded = (True, "ConfigRejected", f"Serve refused the config: {view.rejected}") if view.rejected else OK
+    status = ServeClusterStatus(
+        observed_generation=view.generation,
+        head_pod=view.head_pod,
+        desired_nodes=view.desired_nodes,
+        ready_nodes=view.ready_nodes,
+        healthy_proxies=view.healthy_proxies,
+        applications=composition.app_names if composition else [],
+        applied_config_hash=applied.get("appliedConfigHash"),
+        applied_head_uid=applied.get("appliedHeadUid"),
+        dashboard_url=f"http://{view.name}-head.{view.namespace}.svc:8265",
+        conditions=conditions.triple(view.generation, ready=ready, progressing=progressing, degraded=degraded),
+    )
+    return status.to_wire()
+
+
+def _serve_app_conditions(
+    serve_app: dict[str, Any] | None, was_ready: bool
+) -> tuple[tuple[bool | None, str, str], tuple[bool, str, str], tuple[bool, str, str]]:
+    if serve_app is None:
+        waiting = (False, "Submitted", "the application was submitted; Serve has not reported it yet")
+        return waiting, (True, "Submitted", waiting[2]), OK
+    state, message = serve_app.get("status", ""), serve_app.get("message", "")
+    if state == "RUNNING":
+        return (True, "Running", "Serve reports the application RUNNING"), (False, "Running", ""), OK
+    if state in ("DEPLOYING", "NOT_STARTED"):
+        # An update keeps the old replicas answering until the new ones are up.
+        ready = (True, "Updating", "the previous version answers while Serve deploys the new one") if was_ready else (
+            False, "Deploying", "Serve is deploying the application")
+        return ready, (True, "Deploying", message or "Serve is deploying the application"), OK
+    reason = {"DEPLOY_FAILED": "DeployFailed", "UNHEALTHY": "Unhealthy", "DELETING": "Deleting"}.get(state, state.title())
+    text = f"Serve reports {state}: {message}" if message else f"Serve reports {state}"
+    return (False, reason, text), (False, reason, text), (state != "DELETING", reason, text)
+
+
+def application_status(
+    app: Obj, verdict: Verdict | None, view: ClusterView | None, *, cluster_missing: bool = False
+) -> dict[str, Any]:
+    """Status of a ServeApplication from its composition verdict and Serve's report of it."""
+    name, generation = objects.name(app), objects.generation(app)
+    old = ServeApplicationStatus.model_validate(objects.status(app))
+    was_ready = conditions.is_true(objects.status(app).get("conditions") or [], conditions.READY)
+    serve_app = view.serve_app(name) if view else None
+    route = (objects.spec(app).get("routePrefix") or f"/{name}")
+    if cluster_missing:
+        cluster = objects.spec(app).get("cluster", "default")
+        msg = f"waiting for ServeCluster {cluster!r} in namespace {objects.namespace(app)!r} to exist"
+        ready, progressing, degraded = (False, "ClusterNotFound", msg), (True, "WaitingForCluster", msg), OK
+    elif verdict is not None and not verdict.ok:
+        kept = serve_app is not None and serve_app.get("status") == "RUNNING"
+        ready = (kept, verdict.reason, verdict.message)
+        progressing, degraded = (False, verdict.reason, verdict.message), (True, verdict.reason, verdict.message)
+    elif view is None or view.serve is None:
+        reason = "ClusterUnavailable"
+        msg = "the Ray cluster's dashboard does not answer, so Serve's state is unknown"
+        if view is not None and view.serve_error:
+            msg += f": {view.serve_error}"
+        ready, progressing, degraded = (False, reason, msg), (True, reason, msg), OK
+    else:
+        ready, progressing, degraded = _serve_app_conditions(serve_app, was_ready)
+    status = ServeApplicationStatus(
+        observed_generation=generation,
+        serve_status=(serve_app or {}).get("status") if not cluster_missing else None,
+        message=(serve_app or {}).get("message") or None,
+        route_prefix=(serve_app or {}).get("route_prefix") or route,
+        url=f"{view.serve_url}{route}" if view else None,
+        deployments=deployment_replicas(serve_app) if serve_app else old.deployments,
+        conditions=conditions.triple(generation, ready=ready, progressing=progressing, degraded=degraded),
+    )
+    return status.to_wire()
+
+
+def deployment_status(sdep: Obj, verdict: Verdict | None, serve_app: dict[str, Any] | None) -> dict[str, Any]:
+    """Status of a ServeDeployment from its composition verdict and Serve's report of its deployment."""
+    generation = objects.generation(sdep)
+    target = objects.spec(sdep).get("deploymentName") or objects.name(sdep)
+    details = ((serve_app or {}).get("deployments") or {}).get(target)
+    if verdict is None:
+        msg = f"application {objects.spec(sdep).get('application')!r} is not part of a running ServeCluster"
+        ready, progressing, degraded = (False, "ApplicationNotFound", msg), (False, "ApplicationNotFound", msg), (
+            True, "ApplicationNotFound", msg)
+    elif not verdict.ok:
+        ready, progressing, degraded = (False, verdict.reason, verdict.message), (False, verdict.reason, ""), (
+            True, verdict.reason, verdict.message)
+    elif verdict.waiting or details is None:
+        msg = verdict.message if verdict.waiting else f"Serve has not reported deployment {target!r} yet"
+        ready, progressing, degraded = (False, "Waiting", msg), (True, "Waiting", msg), OK
+    else:
+        state, message = details.get("status", ""), details.get("message", "")
+        running, wanted = _running_replicas(details), details.get("target_num_replicas")
+        text = f"{running} of {wanted} replicas running; Serve reports {state}" + (f": {message}" if message else "")
+        healthy = state == "HEALTHY"
+        failed = state in ("DEPLOY_FAILED", "UNHEALTHY")
+        ready = (healthy, "Healthy" if healthy else state.title().replace("_", ""), text)
+        progressing = (not healthy and not failed, "Scaling" if not healthy else "Stable", text)
+        degraded = (failed, state.title().replace("_", "") if failed else "AsExpected", text if failed else "")
+    status = ServeDeploymentStatus(
+        observed_generation=generation,
+        serve_status=(details or {}).get("status"),
+        message=(details or {}).get("message") or None,
+        replicas=_running_replicas(details or {}),
+        target_replicas=(details or {}).get("target_num_replicas"),
+        conditions=conditions.triple(generation, ready=ready, progressing=progressing, degraded=degraded),
+    )
+    return status.to_wire()
