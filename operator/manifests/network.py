@@ -62,10 +62,15 @@ def ingress(*, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, r
     )
     if spec.ingress.annotations:
         meta["annotations"] = dict(spec.ingress.annotations)
-    backend = {"service": {"name": common.serve_service_name(cluster), "port": {"name": "http"}}}
-    rule: dict[str, Any] = {
-        "http": {"paths": [{"path": route, "pathType": "Prefix", "backend": backend} for route in sorted(routes)]}
-    }
+    paths = [
+        {
+            "path": route,
+            "pathType": "Prefix",
+            "backend": {"service": {"name": common.serve_service_name(cluster), "port": {"name": "http"}}},
+        }
+        for route in sorted(routes)
+    ]
+    rule: dict[str, Any] = {"http": {"paths": paths}}
     if spec.ingress.host:
         rule["host"] = spec.ingress.host
     body: dict[str, Any] = {"rules": [rule]}

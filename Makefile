@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make up` runs serveplane locally, `make test` runs every test.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up down test unit install crds bench
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The local trial: a real control plane, the node runner, the operator, real Ray and the examples.
+up: $(STAMP)
+	$(BIN)/serveplane dev up
+
+down: $(STAMP)
+	$(BIN)/serveplane dev down
+
+# Unit, integration (real API server, real Ray) and e2e tests; the control plane binary is built or reused.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+
+crds: $(STAMP)
+	$(BIN)/serveplane crds
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
