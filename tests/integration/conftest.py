@@ -1,0 +1,187 @@
+"""Fixtures for tests against a real Ray head: `ray_head` starts one per session and always tears it down.
+
+Teardown kills exactly the processes of our own `ray start` session (new session id, SIGKILL, like
+`ray stop --force`) instead of running `ray stop --force`, which would also kill any other Ray cluster that someone
+else runs on the same machine.
+"""
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+_STARTUP_TIMEOUT_S = 180.0
+_TEARDOWN_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class RayHead:
+    """Where the test Ray head answers. Put `serve_port` in the Serve config's http_options.port."""
+
+    dashboard_url: str
+    serve_port: int
+    temp_dir: Path
+    startup_s: float
+
+    @property
+    def serve_url(self) -> str:
+        return f"http://127.0.0.1:{self.serve_port}"
+
+
+def _free_ports(count: int) -> list[int]:
+    # Hold every socket until all are picked so the ports are distinct.
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sockets.append(sock)
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def _ray_cli() -> str:
+    beside_python = Path(sys.executable).parent / "ray"
+    found = str(beside_python) if beside_python.exists() else shutil.which("ray")
+    if not found:
+        pytest.skip("the ray CLI is not installed (pip install 'serveplane[runtime]')")
+    return found
+
+
+def _session_members(sid: int) -> list[int]:
+    """Live (non-zombie) processes whose session id is `sid`."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses: split after its closing one.
+        fields = stat.rsplit(")", 1)[1].split()
+        state, session = fields[0], int(fields[3])
+        if session == sid and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def _kill_session(proc: subprocess.Popen[bytes]) -> list[int]:
+    """SIGKILL every process of the `ray start` session; return survivors (should be none)."""
+    deadline = time.monotonic() + _TEARDOWN_TIMEOUT_S
+    members = _session_members(proc.pid)
+    # Loop because a dying raylet may still be forking workers while we kill.
+    while members and time.monotonic() < deadline:
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if proc.poll() is None:
+            try:
+                proc.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                pass
+        time.sleep(0.2)
+        members = _session_members(proc.pid)
+    return members
+
+
+def _die_with_parent() -> None:
+    """Runs in the `ray start` child. If pytest itself is killed (CI timeout), the kernel sends `ray start` a
+    SIGTERM, and Ray shuts its node down (after a drain of up to 30 s). SIGKILL would be faster but leaves the
+    dashboard and runtime-env agents orphaned."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _dashboard_up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/api/ray/version", timeout=2) as response:
+            return response.status == 200 and "ray_version" in json.loads(response.read())
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
+
+
+def _log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@pytest.fixture(scope="session")
+def ray_head() -> Iterator[RayHead]:
+    ray = _ray_cli()
+    # Short on purpose: Ray puts AF_UNIX sockets under it, and those paths are limited to ~107 bytes.
+    temp_dir = Path(tempfile.mkdtemp(prefix="spray-", dir="/tmp"))
+    gcs_port, dashboard_port, serve_port, client_port, agent_port = _free_ports(5)
+    command = [
+        ray, "start", "--head", "--block",
+        "--temp-dir", str(temp_dir),
+        "--port", str(gcs_port),
+        "--dashboard-host", "127.0.0.1",
+        "--dashboard-port", str(dashboard_port),
+        # These two default to fixed ports (10001, 52365): move them so parallel Ray heads don't collide.
+        "--ray-client-server-port", str(client_port),
+        "--dashboard-agent-listen-port", str(agent_port),
+        "--num-cpus", "4",
+        "--object-store-memory", str(200 * 1024 * 1024),
+        "--include-dashboard", "true",
+        "--disable-usage-stats",
+    ]
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Ray's dashboard leaves multiprocessing dirs (pymp-*) behind when killed: keep them inside temp_dir.
+    env["TMPDIR"] = str(temp_dir)
+    log_path = temp_dir / "ray-start.log"
+    started = time.monotonic()
+    with open(log_path, "wb") as log:
+        # --block keeps `ray start` as the parent; a new session lets teardown find every Ray process by session
+        # id (workers get their own process groups but stay in the session). cwd keeps the repo's `operator/`
+        # folder from shadowing the stdlib module in Ray's workers.
+        proc = subprocess.Popen(
+            command, cwd=temp_dir, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+    dashboard_url = f"http://127.0.0.1:{dashboard_port}"
+    try:
+        while not _dashboard_up(dashboard_url):
+            if proc.poll() is not None:
+                pytest.fail(f"ray start exited with {proc.returncode}:\n{_log_tail(log_path)}")
+            if time.monotonic() - started > _STARTUP_TIMEOUT_S:
+                pytest.fail(f"Ray dashboard not up after {_STARTUP_TIMEOUT_S}s:\n{_log_tail(log_path)}")
+            time.sleep(0.25)
+        yield RayHead(
+            dashboard_url=dashboard_url,
+            serve_port=serve_port,
+            temp_dir=temp_dir,
+            startup_s=time.monotonic() - started,
+        )
+    finally:
+        survivors = _kill_session(proc)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        if survivors:
+            pytest.fail(f"Ray processes survived teardown: {survivors}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Whatever uses a Ray head is a `ray` test, so `-m "not ray"` skips it without each test carrying the mark.
+    for item in items:
+        if "ray_head" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ray)

@@ -1,0 +1,193 @@
+"""Retry and error mapping of DashboardClient, against a real tiny aiohttp server on 127.0.0.1 (no mocks)."""
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from serveplane.operator.clients.dashboard import (
+    DashboardClient,
+    DashboardError,
+    DashboardRejected,
+    DashboardUnavailable,
+)
+
+
+@dataclass
+class Reply:
+    status: int
+    body: str = ""
+    delay_s: float = 0.0
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    body: str
+    at: float
+
+
+@dataclass
+class FakeDashboard:
+    """Plays `script` one reply per request (the last one repeats) and records what it received."""
+
+    url: str = ""
+    script: list[Reply] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.seen.append(Seen(request.method, request.path, await request.text(), time.monotonic()))
+        reply = self.script[min(len(self.seen), len(self.script)) - 1]
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        return web.Response(status=reply.status, text=reply.body)
+
+
+@pytest.fixture
+async def dashboard() -> AsyncIterator[FakeDashboard]:
+    fake = FakeDashboard()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    fake.url = f"http://127.0.0.1:{port}"
+    yield fake
+    await runner.cleanup()
+
+
+@pytest.fixture
+def dead_port() -> Iterator[int]:
+    # Bound but never listening: connecting is refused, and nobody else can take the port meanwhile.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def fast_client(url: str, **kwargs: Any) -> DashboardClient:
+    options: dict[str, Any] = {"timeout_s": 2.0, "retries": 3, "backoff_s": 0.01}
+    options.update(kwargs)
+    return DashboardClient(url, **options)
+
+
+async def test_5xx_then_200_is_retried(dashboard: FakeDashboard) -> None:
+    details: dict[str, Any] = {"applications": {}, "proxies": {}, "controller_info": {}}
+    dashboard.script = [Reply(500, "boom"), Reply(503, "busy"), Reply(200, json.dumps(details))]
+    async with fast_client(dashboard.url) as client:
+        assert await client.get_applications() == details
+    assert [s.path for s in dashboard.seen] == ["/api/serve/applications/"] * 3
+
+
+async def test_5xx_forever_raises_unavailable_after_retries(dashboard: FakeDashboard) -> None:
+    dashboard.script = [Reply(503, "controller unreachable")]
+    async with fast_client(dashboard.url, retries=2) as client:
+        with pytest.raises(DashboardUnavailable, match="controller unreachable"):
+            await client.get_applications()
+    assert len(dashboard.seen) == 3
+
+
+async def test_backoff_grows_exponentially(dashboard: FakeDashboard) -> None:
+    dashboard.script = [Reply(500)]
+    async with fast_client(dashboard.url, retries=3, backoff_s=0.1) as client:
+        with pytest.raises(DashboardUnavailable):
+            await client.get_version()
+    gaps = [b.at - a.at for a, b in zip(dashboard.seen, dashboard.seen[1:])]
+    assert len(gaps) == 3
+    for gap, expected in zip(gaps, [0.1, 0.2, 0.4]):
+        assert gap >= expected * 0.9
+
+
+async def test_400_surfaces_serve_text_without_retry(dashboard: FakeDashboard) -> None:
+    text = "1 validation error for ServeDeploySchema\napplications\n  Found duplicate applications for route prefix"
+    dashboard.script = [Reply(400, text)]
+    async with fast_client(dashboard.url) as client:
+        with pytest.raises(DashboardRejected) as caught:
+            await client.put_applications({"applications": []})
+    assert caught.value.status == 400
+    assert caught.value.message == text
+    assert isinstance(caught.value, DashboardError)
+    assert len(dashboard.seen) == 1
+
+
+async def test_other_4xx_is_rejected_without_retry(dashboard: FakeDashboard) -> None:
+    dashboard.script = [Reply(404, "no such route")]
+    async with fast_client(dashboard.url) as client:
+        with pytest.raises(DashboardRejected) as caught:
+            await client.get_version()
+    assert (caught.value.status, caught.value.message) == (404, "no such route")
+    assert len(dashboard.seen) == 1
+
+
+async def test_501_serve_not_installed_is_not_retried(dashboard: FakeDashboard) -> None:
+    dashboard.script = [Reply(501, "Serve dependencies are not installed.")]
+    async with fast_client(dashboard.url) as client:
+        with pytest.raises(DashboardUnavailable, match="not installed"):
+            await client.get_applications()
+    assert len(dashboard.seen) == 1
+
+
+async def test_connection_refused_raises_unavailable(dead_port: int) -> None:
+    async with fast_client(f"http://127.0.0.1:{dead_port}", retries=1) as client:
+        with pytest.raises(DashboardUnavailable) as caught:
+            await client.get_version()
+    assert isinstance(caught.value.__cause__, aiohttp.ClientConnectionError)
+
+
+async def test_slow_answer_times_out_and_is_retried(dashboard: FakeDashboard) -> None:
+    dashboard.script = [Reply(200, "{}", delay_s=1.0), Reply(200, '{"version": "4"}')]
+    async with fast_client(dashboard.url, timeout_s=0.2) as client:
+        assert await client.get_version() == {"version": "4"}
+    assert len(dashboard.seen) == 2
+
+
+async def test_timeout_every_time_raises_unavailable(dashboard: FakeDashboard) -> None:
+    dashboard.script = [Reply(200, "{}", delay_s=1.0)]
+    async with fast_client(dashboard.url, timeout_s=0.1, retries=1) as client:
+        with pytest.raises(DashboardUnavailable, match="2 attempt"):
+            await client.get_version()
+
+
+async def test_put_sends_json_body_and_keeps_path_prefix(dashboard: FakeDashboard) -> None:
+    dashboard.script = [Reply(200)]
+    config = {"applications": [{"name": "hello", "import_path": "serveplane.examples.hello:app"}]}
+    async with fast_client(dashboard.url + "/proxy/ray-head:8265/") as client:
+        await client.put_applications(config)
+    (seen,) = dashboard.seen
+    assert (seen.method, seen.path) == ("PUT", "/proxy/ray-head:8265/api/serve/applications/")
+    assert json.loads(seen.body) == config
+
+
+async def test_non_json_2xx_is_a_plain_dashboard_error(dashboard: FakeDashboard) -> None:
+    dashboard.script = [Reply(200, "<html>login page</html>")]
+    async with fast_client(dashboard.url) as client:
+        with pytest.raises(DashboardError) as caught:
+            await client.get_applications()
+    assert type(caught.value) is DashboardError
+
+
+async def test_borrowed_session_is_left_open_on_close(dashboard: FakeDashboard) -> None:
+    dashboard.script = [Reply(200, "{}")]
+    async with aiohttp.ClientSession() as session:
+        client = DashboardClient(dashboard.url, session=session)
+        await client.get_version()
+        await client.close()
+        assert not session.closed
+        with pytest.raises(RuntimeError):
+            await client.get_version()
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8265", "ftp://host:8265", "http://"])
+def test_bad_base_url_is_refused(url: str) -> None:
+    with pytest.raises(ValueError):
+        DashboardClient(url)
