@@ -1,0 +1,254 @@
+"""The pydantic models of the API: camelCase on the wire, validation of what users write."""
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from serveplane.operator.api.application import ServeApplicationSpec, ServeApplicationStatus
+from serveplane.operator.api.base import API_VERSION, Condition, ConditionStatus
+from serveplane.operator.api.cluster import ProxyLocation, ServeClusterSpec, ServeClusterStatus, WorkerGroupSpec
+from serveplane.operator.api.deployment import (
+    AutoscalingConfig,
+    InlineDeployment,
+    ServeDeploymentSpec,
+    ServeDeploymentStatus,
+)
+from serveplane.operator.api.kinds import KINDS
+
+
+def error_fields(error: ValidationError) -> set[str]:
+    return {".".join(str(p) for p in e["loc"]) for e in error.errors()}
+
+
+def test_api_version():
+    assert API_VERSION == "serveplane.dev/v1alpha1"
+    assert {k.api_version for k in KINDS} == {API_VERSION}
+
+
+# --- camelCase on the wire ---------------------------------------------------------------------------------
+
+
+def test_application_spec_reads_camelcase_and_writes_it_back():
+    wire = {
+        "cluster": "demo",
+        "importPath": "pkg.mod:app",
+        "routePrefix": "/summarize",
+        "args": {"model_name": "t5", "nested": {"a": [1, 2]}},
+        "runtimeEnv": {"pip": ["torch"], "env_vars": {"A": "1"}},
+        "deployments": [
+            {"name": "Model", "numReplicas": 2, "rayActorOptions": {"numCpus": 0.5, "numGpus": 1}},
+        ],
+    }
+    spec = ServeApplicationSpec.model_validate(wire)
+    assert spec.import_path == "pkg.mod:app"
+    assert spec.route_prefix == "/summarize"
+    assert spec.runtime_env == {"pip": ["torch"], "env_vars": {"A": "1"}}
+    assert spec.deployments[0].num_replicas == 2
+    assert spec.deployments[0].ray_actor_options.num_cpus == 0.5
+    # Free-form maps keep the user's own keys untouched (snake_case stays snake_case).
+    assert spec.args == {"model_name": "t5", "nested": {"a": [1, 2]}}
+    assert spec.to_wire() == {
+        **wire,
+        "deployments": [{"name": "Model", "numReplicas": 2, "rayActorOptions": {"numCpus": 0.5, "numGpus": 1.0}}],
+    }
+
+
+def test_to_wire_omits_unset_optionals_but_keeps_defaults():
+    wire = ServeApplicationSpec.model_validate({"importPath": "a:b"}).to_wire()
+    assert wire == {"cluster": "default", "importPath": "a:b", "deployments": []}
+
+
+def test_snake_case_names_are_accepted_too():
+    spec = ServeApplicationSpec.model_validate({"import_path": "a:b", "route_prefix": "/x"})
+    assert spec.to_wire()["routePrefix"] == "/x"
+
+
+def test_cluster_spec_round_trips_with_camelcase_nested_names():
+    wire = {
+        "image": "ray:x",
+        "head": {"rayStartParams": {"num-cpus": "2"}, "env": [{"name": "A", "value": "1"}],
+                 "resources": {"limits": {"cpu": 2, "memory": "4Gi"}},
+                 "podTemplate": {"spec": {"nodeSelector": {"pool": "ray"}}}},
+        "workerGroups": [{"name": "cpu", "replicas": 2, "minReplicas": 1, "maxReplicas": 3,
+                          "rayStartParams": {}, "env": []}],
+        "serve": {"httpPort": 8100, "grpcPort": 9100, "proxyLocation": "HeadOnly", "requestTimeoutS": 30.0},
+        "service": {"type": "LoadBalancer", "annotations": {"a": "b"}},
+        "ingress": {"enabled": True, "className": "nginx", "host": "h.example.com",
+                    "tls": [{"hosts": ["h.example.com"], "secretName": "tls"}], "annotations": {}},
+    }
+    spec = ServeClusterSpec.model_validate(wire)
+    assert spec.serve.proxy_location is ProxyLocation.HEAD_ONLY
+    assert spec.serve.request_timeout_s == 30.0
+    assert spec.worker_groups[0].min_replicas == 1
+    assert spec.ingress.tls[0].secret_name == "tls"
+    assert spec.head.ray_start_params == {"num-cpus": "2"}
+    assert spec.to_wire() == wire
+
+
+def test_cluster_spec_defaults():
+    spec = ServeClusterSpec.model_validate({})
+    assert (spec.serve.http_port, spec.serve.grpc_port) == (8000, 9000)
+    assert spec.serve.proxy_location is ProxyLocation.EVERY_NODE
+    assert spec.worker_groups == []
+    assert spec.ingress.enabled is False
+    assert spec.service.type.value == "ClusterIP"
+
+
+def test_deployment_spec_wire_names():
+    wire = {
+        "application": "app",
+        "deploymentName": "Model",
+        "autoscalingConfig": {"minReplicas": 0, "maxReplicas": 4, "targetOngoingRequests": 2.0,
+                              "upscaleDelayS": 1.0, "lookBackPeriodS": 10.0},
+        "userConfig": {"threshold": 0.5},
+        "maxOngoingRequests": 8,
+        "healthCheckPeriodS": 5.0,
+        "gracefulShutdownTimeoutS": 0.0,
+    }
+    spec = ServeDeploymentSpec.model_validate(wire)
+    assert spec.deployment_name == "Model"
+    assert spec.autoscaling_config.look_back_period_s == 10.0
+    assert spec.to_wire() == wire
+
+
+def test_unknown_spec_fields_are_rejected():
+    with pytest.raises(ValidationError) as error:
+        ServeApplicationSpec.model_validate({"importPath": "a:b", "routPrefix": "/typo"})
+    assert "routPrefix" in error_fields(error.value)
+    with pytest.raises(ValidationError):
+        ServeDeploymentSpec.model_validate({"application": "a", "replicas": 2})
+
+
+def test_statuses_tolerate_unknown_fields_and_use_camelcase():
+    status = ServeClusterStatus.model_validate({"readyNodes": 2, "fromTheFuture": True})
+    assert status.ready_nodes == 2
+    wire = ServeDeploymentStatus(replicas=1, target_replicas=2, serve_status="HEALTHY").to_wire()
+    assert wire == {"conditions": [], "serveStatus": "HEALTHY", "replicas": 1, "targetReplicas": 2}
+    app = ServeApplicationStatus(route_prefix="/a", observed_generation=3).to_wire()
+    assert app["routePrefix"] == "/a" and app["observedGeneration"] == 3
+
+
+def test_condition_wire_shape():
+    condition = Condition.model_validate(
+        {"type": "Ready", "status": "True", "reason": "Running", "message": "",
+         "observedGeneration": 4, "lastTransitionTime": "2024-05-01T10:00:00Z"}
+    )
+    assert condition.status is ConditionStatus.TRUE
+    wire = condition.to_wire()
+    assert wire["observedGeneration"] == 4
+    assert wire["lastTransitionTime"].startswith("2024-05-01T10:00:00")
+    with pytest.raises(ValidationError):
+        Condition.model_validate({"type": "Ready", "status": "Yes", "reason": "X"})
+
+
+# --- import path --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["a:b", "pkg.mod:app", "serveplane.examples.hello:app", "_p.m2:build_app",
+                                  "pkg:obj.attr"])
+def test_good_import_paths(path):
+    assert ServeApplicationSpec.model_validate({"importPath": path}).import_path == path
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["", "pkg.mod", "pkg.mod.app", "pkg/mod:app", "pkg.mod:", ":app", "pkg..mod:app", "1pkg:app",
+     "pkg.mod:app:x", "pkg mod:app", "pkg.mod:app\n", "x" * 510 + ":y1"],
+)
+def test_bad_import_paths_are_rejected_naming_the_field(path):
+    with pytest.raises(ValidationError) as error:
+        ServeApplicationSpec.model_validate({"importPath": path})
+    assert error_fields(error.value) == {"importPath"}
+
+
+def test_import_path_is_required():
+    with pytest.raises(ValidationError) as error:
+        ServeApplicationSpec.model_validate({})
+    assert error_fields(error.value) == {"importPath"}
+
+
+# --- route prefix ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", ["/", "/a", "/summarize", "/v1/models", "/a-b_c.d~e", "/" + "x" * 255])
+def test_good_route_prefixes(route):
+    assert ServeApplicationSpec.model_validate({"importPath": "a:b", "routePrefix": route}).route_prefix == route
+
+
+@pytest.mark.parametrize(
+    "route",
+    ["", "a", "a/b", "/a/", "//", "/a//b", "/a b", "/a?x=1", "/{id}", "/a#b", "/" + "x" * 256],
+)
+def test_bad_route_prefixes(route):
+    with pytest.raises(ValidationError) as error:
+        ServeApplicationSpec.model_validate({"importPath": "a:b", "routePrefix": route})
+    assert error_fields(error.value) == {"routePrefix"}
+
+
+def test_route_prefix_defaults_to_the_name():
+    spec = ServeApplicationSpec.model_validate({"importPath": "a:b"})
+    assert spec.route_prefix is None
+    assert spec.effective_route_prefix("hello") == "/hello"
+    explicit = ServeApplicationSpec.model_validate({"importPath": "a:b", "routePrefix": "/"})
+    assert explicit.effective_route_prefix("hello") == "/"
+
+
+# --- replicas -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", [InlineDeployment, ServeDeploymentSpec])
+@pytest.mark.parametrize("value", [0, -1])
+def test_num_replicas_must_be_at_least_one(model, value):
+    base = {"name": "D"} if model is InlineDeployment else {"application": "a"}
+    with pytest.raises(ValidationError) as error:
+        model.model_validate({**base, "numReplicas": value})
+    assert error_fields(error.value) == {"numReplicas"}
+    assert model.model_validate({**base, "numReplicas": 1}).num_replicas == 1
+
+
+def test_num_replicas_must_be_an_integer():
+    with pytest.raises(ValidationError):
+        ServeDeploymentSpec.model_validate({"application": "a", "numReplicas": 1.5})
+
+
+def test_autoscaling_allows_scale_to_zero_but_not_max_zero():
+    assert AutoscalingConfig.model_validate({"minReplicas": 0, "maxReplicas": 1}).min_replicas == 0
+    with pytest.raises(ValidationError):
+        AutoscalingConfig.model_validate({"maxReplicas": 0})
+    with pytest.raises(ValidationError):
+        AutoscalingConfig.model_validate({"targetOngoingRequests": 0})
+
+
+def test_deployment_spec_needs_an_application():
+    with pytest.raises(ValidationError) as error:
+        ServeDeploymentSpec.model_validate({"numReplicas": 1})
+    assert "application" in error_fields(error.value)
+    with pytest.raises(ValidationError):
+        ServeDeploymentSpec.model_validate({"application": ""})
+
+
+def test_inline_deployment_needs_a_name():
+    with pytest.raises(ValidationError):
+        ServeApplicationSpec.model_validate({"importPath": "a:b", "deployments": [{"numReplicas": 1}]})
+
+
+@pytest.mark.parametrize("name", ["cpu", "gpu-a100", "g1"])
+def test_worker_group_names_that_fit_a_pod_name(name):
+    assert WorkerGroupSpec.model_validate({"name": name}).replicas == 1
+
+
+@pytest.mark.parametrize("name", ["", "CPU", "-a", "a-", "a_b", "x" * 31])
+def test_worker_group_names_that_do_not(name):
+    with pytest.raises(ValidationError):
+        WorkerGroupSpec.model_validate({"name": name})
+
+
+@pytest.mark.parametrize("port", [0, 65536])
+def test_ports_are_bounded(port):
+    with pytest.raises(ValidationError):
+        ServeClusterSpec.model_validate({"serve": {"httpPort": port}})
+
+
+def test_proxy_location_is_an_enum():
+    with pytest.raises(ValidationError):
+        ServeClusterSpec.model_validate({"serve": {"proxyLocation": "Everywhere"}})

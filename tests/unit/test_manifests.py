@@ -1,0 +1,358 @@
+"""The Kubernetes objects a ServeCluster owns: Ray pods, the head and serve Services, the Ingress."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from serveplane.operator.api.cluster import ServeClusterSpec
+from serveplane.operator.manifests import common, network, pods
+
+UID = "8b0a3a51-6d0e-4c4e-9a0b-0d1c2e3f4a5b"
+NS = "team-a"
+IMAGE = "registry.example/serveplane-ray:1"
+APP_LABELS = (
+    "app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by",
+)
+
+
+def spec(**wire: Any) -> ServeClusterSpec:
+    return ServeClusterSpec.model_validate(wire)
+
+
+def build_pods(s: ServeClusterSpec, cluster: str = "demo", image: str = IMAGE) -> list[dict[str, Any]]:
+    args = {"cluster": cluster, "namespace": NS, "uid": UID, "spec": s, "image": image}
+    return [pods.head_pod(**args), *pods.worker_pods(**args)]
+
+
+def container(pod: dict[str, Any]) -> dict[str, Any]:
+    (only,) = pod["spec"]["containers"]
+    return only
+
+
+def env(pod: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(pod)["env"]}
+
+
+def assert_owned(obj: dict[str, Any], cluster: str = "demo", component: str | None = None) -> None:
+    meta = obj["metadata"]
+    assert meta["namespace"] == NS
+    labels = meta["labels"]
+    for key in APP_LABELS:
+        assert labels.get(key), f"{meta['name']} lacks label {key}"
+    assert labels["app.kubernetes.io/instance"] == cluster
+    assert labels["app.kubernetes.io/part-of"] == "serveplane"
+    assert labels[common.CLUSTER_LABEL] == cluster
+    if component:
+        assert labels["app.kubernetes.io/component"] == component
+    assert meta["ownerReferences"] == [{
+        "apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeCluster", "name": cluster, "uid": UID,
+        "controller": True, "blockOwnerDeletion": True,
+    }]
+
+
+# --- pods ----------------------------------------------------------------------------------------------------
+
+
+def test_one_head_and_one_pod_per_replica_per_group():
+    built = build_pods(spec(workerGroups=[{"name": "cpu", "replicas": 2}, {"name": "gpu", "replicas": 1},
+                                          {"name": "idle", "replicas": 0}]))
+    assert [p["metadata"]["name"] for p in built] == [
+        "demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1", "demo-worker-gpu-0",
+    ]
+    assert all(p["apiVersion"] == "v1" and p["kind"] == "Pod" for p in built)
+    head, *workers = built
+    assert_owned(head, component="head")
+    assert head["metadata"]["labels"][common.NODE_TYPE_LABEL] == "head"
+    assert common.GROUP_LABEL not in head["metadata"]["labels"]
+    for worker in workers:
+        assert_owned(worker, component="worker")
+        assert worker["metadata"]["labels"][common.NODE_TYPE_LABEL] == "worker"
+    assert [w["metadata"]["labels"][common.GROUP_LABEL] for w in workers] == ["cpu", "cpu", "gpu"]
+
+
+def test_no_worker_groups_means_only_the_head():
+    assert [p["metadata"]["name"] for p in build_pods(spec())] == ["demo-head"]
+
+
+def test_pods_carry_no_proxy_label_the_operator_sets_it_from_serves_report():
+    for pod in build_pods(spec(workerGroups=[{"name": "cpu"}])):
+        assert common.PROXY_LABEL not in pod["metadata"]["labels"]
+
+
+def test_container_command_and_args_of_the_head():
+    head = build_pods(spec(serve={"httpPort": 8100},
+                           head={"rayStartParams": {"num-cpus": "2", "object-store-memory": "100"}}))[0]
+    c = container(head)
+    assert c["name"] == "ray"
+    assert c["image"] == IMAGE
+    assert c["command"] == ["python", "-m", "serveplane.runtime"]
+    assert c["args"] == [
+        "head", "--agent-port=8471", "--http-port=8100", "--metrics-port=8080", "--port=6379",
+        "--dashboard-port=8265", "--ray-param=num-cpus=2", "--ray-param=object-store-memory=100",
+    ]
+
+
+def test_container_args_of_a_worker_point_at_the_head_service():
+    worker = build_pods(spec(workerGroups=[{"name": "cpu", "rayStartParams": {"num-gpus": "0"}}]))[1]
+    assert container(worker)["args"] == [
+        "worker", "--agent-port=8471", "--http-port=8000", "--metrics-port=8080",
+        f"--address=demo-head.{NS}.svc.cluster.local:6379", "--ray-param=num-gpus=0",
+    ]
+    assert container(worker)["command"] == ["python", "-m", "serveplane.runtime"]
+
+
+def test_spec_image_wins_over_the_operator_default():
+    for pod in build_pods(spec(image="mine:2", workerGroups=[{"name": "cpu"}])):
+        assert container(pod)["image"] == "mine:2"
+    for pod in build_pods(spec(workerGroups=[{"name": "cpu"}])):
+        assert container(pod)["image"] == IMAGE
+
+
+def test_env_has_the_downward_api_and_user_values_win():
+    s = spec(head={"env": [{"name": "EXTRA", "value": "1"}, {"name": "RAY_USAGE_STATS_ENABLED", "value": "1"}]},
+             workerGroups=[{"name": "cpu", "env": [{"name": "W", "value": "w"}]}])
+    head, worker = build_pods(s)
+    for pod in (head, worker):
+        values = env(pod)
+        assert values["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+        assert values["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+        assert values["POD_IP"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+        assert values["SERVEPLANE_CLUSTER"] == "demo"
+    assert env(head)["EXTRA"] == "1"
+    assert env(head)["RAY_USAGE_STATS_ENABLED"] == "1"
+    names = [e["name"] for e in container(head)["env"]]
+    assert len(names) == len(set(names)), "an env var may appear only once"
+    assert env(worker)["W"] == "w" and "EXTRA" not in env(worker)
+    assert env(worker)["RAY_USAGE_STATS_ENABLED"] == "0"
+
+
+def test_probes_and_drain_use_the_agent_port():
+    for pod in build_pods(spec(workerGroups=[{"name": "cpu"}])):
+        c = container(pod)
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": common.AGENT_PORT}
+        assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": common.AGENT_PORT}
+        assert c["lifecycle"]["preStop"] == {"httpGet": {"path": "/drain", "port": common.AGENT_PORT}}
+        # Liveness must be more patient than readiness: a slow Ray start is not a dead pod.
+        live, ready = c["livenessProbe"], c["readinessProbe"]
+        assert live["periodSeconds"] * live["failureThreshold"] > ready["periodSeconds"] * ready["failureThreshold"]
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert ports["agent"] == common.AGENT_PORT == 8471
+        assert ports["gcs"] == 6379 and ports["dashboard"] == 8265 and ports["metrics"] == 8080
+        assert pod["spec"]["restartPolicy"] == "Always"
+        assert pod["spec"]["terminationGracePeriodSeconds"] >= 30
+
+
+def test_resources_per_kind_of_pod():
+    s = spec(head={"resources": {"requests": {"cpu": "1", "memory": "2Gi"}}},
+             workerGroups=[{"name": "gpu", "resources": {"limits": {"nvidia.com/gpu": 1}}}, {"name": "plain"}])
+    head, gpu, plain = build_pods(s)
+    assert container(head)["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}}
+    assert container(gpu)["resources"] == {"limits": {"nvidia.com/gpu": 1}}
+    assert "resources" not in container(plain)
+
+
+def test_pod_template_is_merged_into_the_head_pod_only():
+    template = {
+        "metadata": {"labels": {"team": "ml"}, "annotations": {"prometheus.io/scrape": "true"}},
+        "spec": {"nodeSelector": {"pool": "ray-head"}, "serviceAccountName": "ray",
+                 "tolerations": [{"key": "dedicated", "operator": "Exists"}]},
+        "status": {"phase": "ignored"},
+    }
+    head, worker = build_pods(spec(head={"podTemplate": template}, workerGroups=[{"name": "cpu"}]))
+    assert head["metadata"]["labels"]["team"] == "ml"
+    assert_owned(head, component="head")  # operator labels survive the merge
+    assert head["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert common.POD_HASH_ANNOTATION in head["metadata"]["annotations"]
+    assert head["spec"]["nodeSelector"] == {"pool": "ray-head"}
+    assert head["spec"]["serviceAccountName"] == "ray"
+    assert head["spec"]["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
+    assert container(head)["command"] == ["python", "-m", "serveplane.runtime"]
+    assert "status" not in head
+    assert "team" not in worker["metadata"]["labels"]
+    assert "nodeSelector" not in worker["spec"]
+
+
+def test_pod_template_changes_the_head_hash():
+    plain = build_pods(spec())[0]
+    placed = build_pods(spec(head={"podTemplate": {"spec": {"nodeSelector": {"pool": "a"}}}}))[0]
+    assert pods.pod_spec_hash(plain) != pods.pod_spec_hash(placed)
+
+
+def test_builders_do_not_share_or_modify_the_spec():
+    s = spec(head={"podTemplate": {"metadata": {"labels": {"team": "ml"}}}, "env": [{"name": "A", "value": "1"}]},
+             workerGroups=[{"name": "cpu", "replicas": 2}])
+    before = copy.deepcopy(s.model_dump())
+    head, w0, _ = build_pods(s)
+    head["metadata"]["labels"]["x"] = "y"
+    w0["metadata"]["labels"]["x"] = "y"
+    assert s.model_dump() == before
+    assert "x" not in build_pods(s)[0]["metadata"]["labels"]
+
+
+# --- the pod spec hash ------------------------------------------------------------------------------------
+
+
+def test_hash_annotation_matches_the_pod_spec():
+    for pod in build_pods(spec(workerGroups=[{"name": "cpu", "replicas": 2}])):
+        assert pod["metadata"]["annotations"][common.POD_HASH_ANNOTATION] == pods.pod_spec_hash(pod)
+        assert len(pods.pod_spec_hash(pod)) == 16
+
+
+def test_hash_stable_when_nothing_changes():
+    s = {"workerGroups": [{"name": "cpu", "replicas": 2, "rayStartParams": {"a": "1", "b": "2"}}]}
+    first = [p["metadata"]["annotations"] for p in build_pods(spec(**s))]
+    s2 = {"workerGroups": [{"name": "cpu", "replicas": 2, "rayStartParams": {"b": "2", "a": "1"}}]}
+    assert first == [p["metadata"]["annotations"] for p in build_pods(spec(**s2))]
+
+
+def test_hash_changes_with_the_image():
+    old = build_pods(spec(workerGroups=[{"name": "cpu"}]), image="ray:1")
+    new = build_pods(spec(workerGroups=[{"name": "cpu"}]), image="ray:2")
+    for a, b in zip(old, new):
+        assert pods.pod_spec_hash(a) != pods.pod_spec_hash(b)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"head": {"rayStartParams": {"num-cpus": "3"}}},
+        {"head": {"env": [{"name": "X", "value": "1"}]}},
+        {"head": {"resources": {"limits": {"cpu": "4"}}}},
+        {"serve": {"httpPort": 8001}},
+    ],
+)
+def test_hash_of_the_head_changes_with_its_spec(change):
+    assert pods.pod_spec_hash(build_pods(spec(**change))[0]) != pods.pod_spec_hash(build_pods(spec())[0])
+
+
+def test_scaling_a_group_does_not_change_existing_pods():
+    two = build_pods(spec(workerGroups=[{"name": "cpu", "replicas": 2}]))
+    three = build_pods(spec(workerGroups=[{"name": "cpu", "replicas": 3}]))
+    assert three[:3] == two
+
+
+def test_service_and_ingress_settings_do_not_replace_pods():
+    base = build_pods(spec(workerGroups=[{"name": "cpu"}]))
+    other = build_pods(spec(workerGroups=[{"name": "cpu"}], service={"type": "NodePort"},
+                            ingress={"enabled": True, "host": "h"}, serve={"proxyLocation": "HeadOnly"}))
+    assert [pods.pod_spec_hash(p) for p in base] == [pods.pod_spec_hash(p) for p in other]
+
+
+# --- Services -------------------------------------------------------------------------------------------
+
+
+def test_head_service_is_headless_and_publishes_not_ready_addresses():
+    svc = network.head_service(cluster="demo", namespace=NS, uid=UID)
+    assert (svc["apiVersion"], svc["kind"]) == ("v1", "Service")
+    assert svc["metadata"]["name"] == "demo-head"
+    assert_owned(svc, component="head")
+    assert svc["spec"]["clusterIP"] == "None"
+    assert svc["spec"]["publishNotReadyAddresses"] is True
+    assert svc["spec"]["selector"] == {common.CLUSTER_LABEL: "demo", common.NODE_TYPE_LABEL: "head"}
+    ports = {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"]}
+    assert ports == {"gcs": (6379, 6379), "dashboard": (8265, 8265), "client": (10001, 10001)}
+
+
+def test_head_service_selects_the_head_pod():
+    head = build_pods(spec())[0]
+    selector = network.head_service(cluster="demo", namespace=NS, uid=UID)["spec"]["selector"]
+    assert selector.items() <= head["metadata"]["labels"].items()
+
+
+def test_head_address_is_the_head_service():
+    assert common.head_address("demo", NS) == f"demo-head.{NS}.svc.cluster.local:6379"
+
+
+def test_serve_service_selects_healthy_proxies_on_every_node():
+    s = spec(serve={"httpPort": 8100, "grpcPort": 9100})
+    svc = network.serve_service(cluster="demo", namespace=NS, uid=UID, spec=s)
+    assert svc["metadata"]["name"] == "demo-serve"
+    assert_owned(svc, component="serve")
+    assert svc["spec"]["type"] == "ClusterIP"
+    assert svc["spec"]["selector"] == {common.CLUSTER_LABEL: "demo", common.PROXY_LABEL: common.PROXY_HEALTHY}
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    assert set(ports) == {"http", "grpc"}
+    assert (ports["http"]["port"], ports["http"]["targetPort"], ports["http"]["appProtocol"]) == (8100, 8100, "http")
+    assert (ports["grpc"]["port"], ports["grpc"]["targetPort"], ports["grpc"]["appProtocol"]) == (9100, 9100, "grpc")
+    assert "annotations" not in svc["metadata"]
+
+
+def test_serve_service_selector_matches_a_pod_once_labelled_healthy():
+    s = spec(workerGroups=[{"name": "cpu"}])
+    selector = network.serve_service(cluster="demo", namespace=NS, uid=UID, spec=s)["spec"]["selector"]
+    for pod in build_pods(s):
+        labels = pod["metadata"]["labels"]
+        assert not selector.items() <= labels.items()
+        assert selector.items() <= {**labels, common.PROXY_LABEL: common.PROXY_HEALTHY}.items()
+
+
+def test_serve_service_head_only_selects_only_the_head():
+    s = spec(serve={"proxyLocation": "HeadOnly"}, workerGroups=[{"name": "cpu"}])
+    svc = network.serve_service(cluster="demo", namespace=NS, uid=UID, spec=s)
+    assert svc["spec"]["selector"] == {
+        common.CLUSTER_LABEL: "demo", common.PROXY_LABEL: common.PROXY_HEALTHY, common.NODE_TYPE_LABEL: "head",
+    }
+    head, worker = build_pods(s)
+    healthy = {common.PROXY_LABEL: common.PROXY_HEALTHY}
+    assert svc["spec"]["selector"].items() <= {**head["metadata"]["labels"], **healthy}.items()
+    assert not svc["spec"]["selector"].items() <= {**worker["metadata"]["labels"], **healthy}.items()
+
+
+def test_serve_service_type_and_annotations():
+    s = spec(service={"type": "LoadBalancer", "annotations": {"lb.example/internal": "true"}})
+    svc = network.serve_service(cluster="demo", namespace=NS, uid=UID, spec=s)
+    assert svc["spec"]["type"] == "LoadBalancer"
+    assert svc["metadata"]["annotations"] == {"lb.example/internal": "true"}
+
+
+# --- Ingress ---------------------------------------------------------------------------------------------
+
+
+def build_ingress(routes: list[str], **ingress: Any) -> dict[str, Any] | None:
+    s = spec(ingress={"enabled": True, **ingress}, serve={"httpPort": 8100})
+    return network.ingress(cluster="demo", namespace=NS, uid=UID, spec=s, routes=routes)
+
+
+def test_ingress_one_prefix_path_per_route_to_the_serve_service():
+    ing = build_ingress(["/summarize", "/", "/hello"])
+    assert (ing["apiVersion"], ing["kind"]) == ("networking.k8s.io/v1", "Ingress")
+    assert ing["metadata"]["name"] == "demo-serve"
+    assert_owned(ing)
+    (rule,) = ing["spec"]["rules"]
+    assert "host" not in rule
+    paths = rule["http"]["paths"]
+    assert [p["path"] for p in paths] == ["/", "/hello", "/summarize"]
+    for path in paths:
+        assert path["pathType"] == "Prefix"
+        assert path["backend"] == {"service": {"name": "demo-serve", "port": {"name": "http"}}}
+    assert "tls" not in ing["spec"] and "ingressClassName" not in ing["spec"]
+    assert "annotations" not in ing["metadata"]
+
+
+def test_ingress_backend_port_exists_on_the_serve_service():
+    svc = network.serve_service(cluster="demo", namespace=NS, uid=UID, spec=spec())
+    ing = build_ingress(["/a"])
+    backend = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == svc["metadata"]["name"]
+    assert backend["port"]["name"] in {p["name"] for p in svc["spec"]["ports"]}
+
+
+def test_ingress_host_tls_class_and_annotations():
+    ing = build_ingress(
+        ["/a"], host="serve.example.com", className="nginx",
+        tls=[{"hosts": ["serve.example.com"], "secretName": "serve-tls"}],
+        annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "10m"},
+    )
+    assert ing["spec"]["rules"][0]["host"] == "serve.example.com"
+    assert ing["spec"]["ingressClassName"] == "nginx"
+    assert ing["spec"]["tls"] == [{"hosts": ["serve.example.com"], "secretName": "serve-tls"}]
+    assert ing["metadata"]["annotations"] == {"nginx.ingress.kubernetes.io/proxy-body-size": "10m"}
+
+
+def test_no_ingress_when_disabled_or_nothing_is_routed():
+    disabled = spec(ingress={"enabled": False, "host": "h"})
+    assert network.ingress(cluster="demo", namespace=NS, uid=UID, spec=disabled, routes=["/a"]) is None
+    assert build_ingress([]) is None

@@ -1,0 +1,276 @@
+"""Decisions of the reconcile: which pods to create and delete, when to PUT, proxy labels, finalizers."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from serveplane.operator import plan
+from serveplane.operator.api.cluster import ServeClusterSpec
+from serveplane.operator.manifests import common, pods
+
+UID = "cluster-uid"
+
+
+def desired(workers: int = 2, image: str = "ray:1") -> list[dict[str, Any]]:
+    s = ServeClusterSpec.model_validate({"workerGroups": [{"name": "cpu", "replicas": workers}]} if workers else {})
+    args = {"cluster": "demo", "namespace": "ns", "uid": UID, "spec": s, "image": image}
+    return [pods.head_pod(**args), *pods.worker_pods(**args)]
+
+
+def names(objs: list[dict[str, Any]]) -> list[str]:
+    return [o["metadata"]["name"] for o in objs]
+
+
+# --- pods ----------------------------------------------------------------------------------------------------
+
+
+def test_creates_every_pod_of_a_new_cluster():
+    todo = plan.plan_pods(desired(), [])
+    assert names(todo.create) == ["demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"]
+    assert todo.delete == {}
+
+
+def test_nothing_to_do_when_observed_matches(k8s):
+    want = desired()
+    todo = plan.plan_pods(want, [k8s.observed(p) for p in want])
+    assert todo.create == [] and todo.delete == {}
+
+
+def test_creates_only_the_missing_pod(k8s):
+    want = desired()
+    have = [k8s.observed(want[0]), k8s.observed(want[2])]
+    todo = plan.plan_pods(want, have)
+    assert names(todo.create) == ["demo-worker-cpu-0"]
+    assert todo.create[0] == want[1]
+    assert todo.delete == {}
+
+
+def test_deletes_pods_no_longer_in_the_spec(k8s):
+    have = [k8s.observed(p) for p in desired(workers=3)]
+    todo = plan.plan_pods(desired(workers=1), have)
+    assert todo.create == []
+    assert set(todo.delete) == {"demo-worker-cpu-1", "demo-worker-cpu-2"}
+    assert all("no longer in the spec" in why for why in todo.delete.values())
+
+
+@pytest.mark.parametrize("phase", ["Failed", "Succeeded"])
+def test_deletes_ended_pods_so_they_are_recreated(k8s, phase):
+    want = desired()
+    have = [k8s.observed(want[0]), k8s.observed(want[1], phase=phase, ready=False), k8s.observed(want[2])]
+    todo = plan.plan_pods(want, have)
+    assert list(todo.delete) == ["demo-worker-cpu-0"]
+    assert phase in todo.delete["demo-worker-cpu-0"]
+    assert todo.create == []  # recreated on a later round, once the old pod is gone
+
+
+def test_never_touches_pods_being_deleted(k8s):
+    want = desired(workers=1)
+    have = [
+        k8s.observed(want[0]),
+        k8s.observed(want[1], deleting=True),  # wanted, but on its way out: not recreated yet
+        k8s.observed(desired(workers=3)[3], deleting=True),  # unwanted, already going
+        k8s.observed(desired(workers=3)[2], deleting=True, phase="Failed"),
+    ]
+    todo = plan.plan_pods(want, have)
+    assert todo.create == []
+    assert todo.delete == {}
+
+
+def test_stale_pods_are_replaced_one_at_a_time_workers_first(k8s):
+    old, new = desired(image="ray:1"), desired(image="ray:2")
+    have = [k8s.observed(p) for p in old]
+    todo = plan.plan_pods(new, have)
+    assert todo.create == []
+    assert list(todo.delete) == ["demo-worker-cpu-0"]
+    assert "spec changed" in todo.delete["demo-worker-cpu-0"]
+
+
+def test_head_is_replaced_last(k8s):
+    old, new = desired(image="ray:1"), desired(image="ray:2")
+    have = [k8s.observed(old[0]), k8s.observed(new[1]), k8s.observed(new[2])]
+    assert list(plan.plan_pods(new, have).delete) == ["demo-head"]
+
+
+def test_a_replaced_pod_is_recreated_with_the_new_spec(k8s):
+    old, new = desired(image="ray:1"), desired(image="ray:2")
+    have = [k8s.observed(old[0]), k8s.observed(new[2])]  # worker 0 was deleted for replacement
+    todo = plan.plan_pods(new, have)
+    assert todo.create == [new[1]]
+    assert todo.delete == {}
+
+
+def test_no_replacement_while_any_pod_is_not_ready(k8s):
+    old, new = desired(image="ray:1"), desired(image="ray:2")
+    have = [k8s.observed(old[0]), k8s.observed(old[1]), k8s.observed(old[2], ready=False)]
+    assert plan.plan_pods(new, have).delete == {}
+
+
+def test_no_replacement_while_a_pod_is_missing_or_deleting(k8s):
+    old, new = desired(image="ray:1"), desired(image="ray:2")
+    missing = plan.plan_pods(new, [k8s.observed(old[0]), k8s.observed(old[1])])
+    assert names(missing.create) == ["demo-worker-cpu-1"] and missing.delete == {}
+    deleting = plan.plan_pods(new, [k8s.observed(old[0]), k8s.observed(old[1]),
+                                    k8s.observed(old[2], deleting=True)])
+    assert deleting.create == [] and deleting.delete == {}
+
+
+def test_no_replacement_while_an_unwanted_pod_is_still_going(k8s):
+    old, new = desired(workers=2, image="ray:1"), desired(workers=1, image="ray:2")
+    have = [k8s.observed(p) for p in old]
+    todo = plan.plan_pods(new, have)
+    assert list(todo.delete) == ["demo-worker-cpu-1"]  # scale down first, no replacement in the same round
+
+
+def test_pod_without_hash_annotation_counts_as_stale(k8s):
+    want = desired(workers=0)
+    have = [k8s.observed(want[0], annotations={})]
+    assert list(plan.plan_pods(want, have).delete) == ["demo-head"]
+
+
+@pytest.mark.parametrize(
+    ("conditions", "ready"),
+    [
+        ([{"type": "Ready", "status": "True"}], True),
+        ([{"type": "Ready", "status": "False"}], False),
+        ([{"type": "PodScheduled", "status": "True"}], False),
+        ([], False),
+        (None, False),
+    ],
+)
+def test_pod_ready(conditions, ready):
+    pod = {"metadata": {"name": "p"}, "status": {"conditions": conditions}}
+    assert plan.pod_ready(pod) is ready
+    assert plan.pod_ready({"metadata": {"name": "p"}}) is False
+
+
+# --- when to PUT the config ---------------------------------------------------------------------------------
+
+APPLIED = {"appliedConfigHash": "h1", "appliedHeadUid": "head-1"}
+
+
+def reason(**overrides: Any) -> str | None:
+    args: dict[str, Any] = {
+        "config_hash": "h1", "head_uid": "head-1", "applied": dict(APPLIED),
+        "composed_apps": {"a", "b"}, "serve_apps": {"a", "b"}, "rejected_hash": None,
+    }
+    args.update(overrides)
+    return plan.submit_reason(**args)
+
+
+def test_nothing_to_submit_when_up_to_date():
+    assert reason() is None
+    assert reason(serve_apps={"a", "b", "leaving"}) is None  # Serve still deleting an app is no reason
+
+
+def test_not_while_serve_is_unreachable():
+    assert reason(serve_apps=None, config_hash="h2") is None
+    assert reason(serve_apps=None, applied={}) is None
+
+
+def test_not_again_after_serve_rejected_this_exact_config():
+    assert reason(config_hash="h2", rejected_hash="h2") is None
+    assert reason(config_hash="h3", rejected_hash="h2") == "ConfigChanged"
+
+
+def test_config_changed():
+    assert reason(config_hash="h2") == "ConfigChanged"
+    assert reason(applied={}) == "ConfigChanged"  # never applied
+
+
+def test_head_replaced():
+    assert reason(head_uid="head-2") == "HeadReplaced"
+    assert reason(applied={"appliedConfigHash": "h1"}) == "HeadReplaced"
+
+
+def test_serve_lost_applications():
+    assert reason(serve_apps={"a"}) == "ServeLostApplications"
+    assert reason(serve_apps=set()) == "ServeLostApplications"
+
+
+def test_empty_config_on_a_fresh_serve_is_submitted_once():
+    assert reason(composed_apps=set(), serve_apps=set(), applied={}) == "ConfigChanged"
+    assert reason(composed_apps=set(), serve_apps=set()) is None
+
+
+def test_config_change_takes_precedence_over_the_other_reasons():
+    assert reason(config_hash="h2", head_uid="head-2", serve_apps=set()) == "ConfigChanged"
+    assert reason(head_uid="head-2", serve_apps=set()) == "HeadReplaced"
+
+
+# --- proxy labels ------------------------------------------------------------------------------------------
+
+
+def serve_report(*proxies: tuple[str, str]) -> dict[str, Any]:
+    return {"applications": {}, "proxies": {f"node-{i}": {"node_ip": ip, "status": status, "node_id": f"node-{i}"}
+                                           for i, (ip, status) in enumerate(proxies)}}
+
+
+def test_labels_pods_whose_proxy_is_healthy_and_unlabels_the_others(k8s):
+    want = desired()
+    healthy = {common.PROXY_LABEL: common.PROXY_HEALTHY}
+    observed = [
+        k8s.observed(want[0], ip="10.0.0.1"),  # healthy, no label yet
+        k8s.observed(want[1], ip="10.0.0.2", labels=healthy),  # labelled, now unhealthy
+        k8s.observed(want[2], ip="10.0.0.3", labels=healthy),  # labelled and healthy: unchanged
+    ]
+    serve = serve_report(("10.0.0.1", "HEALTHY"), ("10.0.0.2", "UNHEALTHY"), ("10.0.0.3", "HEALTHY"))
+    assert plan.proxy_labels(observed, serve) == {"demo-head": "healthy", "demo-worker-cpu-0": None}
+
+
+def test_draining_or_missing_proxies_lose_the_label(k8s):
+    want = desired()
+    healthy = {common.PROXY_LABEL: common.PROXY_HEALTHY}
+    observed = [k8s.observed(want[0], ip="10.0.0.1", labels=healthy),
+                k8s.observed(want[1], ip="10.0.0.2", labels=healthy),
+                k8s.observed(want[2], ip=None)]
+    serve = serve_report(("10.0.0.1", "DRAINING"))
+    assert plan.proxy_labels(observed, serve) == {"demo-head": None, "demo-worker-cpu-0": None}
+
+
+def test_no_changes_when_labels_are_right(k8s):
+    want = desired()
+    observed = [k8s.observed(want[0], ip="10.0.0.1", labels={common.PROXY_LABEL: common.PROXY_HEALTHY}),
+                k8s.observed(want[1], ip="10.0.0.2")]
+    assert plan.proxy_labels(observed, serve_report(("10.0.0.1", "HEALTHY"))) == {}
+
+
+def test_labels_stay_as_they_are_without_a_report_from_serve(k8s):
+    observed = [k8s.observed(p) for p in desired()]
+    assert plan.proxy_labels(observed, None) == {}
+
+
+def test_a_report_without_proxies_unlabels_everything(k8s):
+    want = desired(workers=0)
+    observed = [k8s.observed(want[0], labels={common.PROXY_LABEL: common.PROXY_HEALTHY})]
+    assert plan.proxy_labels(observed, {"applications": {}}) == {"demo-head": None}
+
+
+# --- finalizers ----------------------------------------------------------------------------------------------
+
+
+def test_live_application_gets_the_finalizer_and_keeps_others(k8s):
+    assert plan.finalizers_to_set(k8s.app("a"), {"a"}) == [plan.FINALIZER]
+    assert plan.finalizers_to_set(k8s.app("a", finalizers=["other/x"]), None) == ["other/x", plan.FINALIZER]
+    assert plan.finalizers_to_set(k8s.app("a", finalizers=["other/x", plan.FINALIZER]), {"a"}) is None
+
+
+def test_deleted_application_keeps_the_finalizer_while_serve_lists_it(k8s):
+    app = k8s.app("a", deleting=True, finalizers=[plan.FINALIZER, "other/x"])
+    assert plan.finalizers_to_set(app, {"a", "b"}) is None
+    assert plan.finalizers_to_set(app, None) is None  # Serve unreachable: cannot know it left
+
+
+def test_deleted_application_loses_the_finalizer_once_serve_dropped_it(k8s):
+    app = k8s.app("a", deleting=True, finalizers=["other/x", plan.FINALIZER])
+    assert plan.finalizers_to_set(app, {"b"}) == ["other/x"]
+    assert plan.finalizers_to_set(app, set()) == ["other/x"]
+
+
+def test_deleted_application_without_our_finalizer_is_left_alone(k8s):
+    assert plan.finalizers_to_set(k8s.app("a", deleting=True, finalizers=["other/x"]), set()) is None
+    assert plan.finalizers_to_set(k8s.app("a", deleting=True), set()) is None
+
+
+def test_finalizer_name():
+    assert plan.FINALIZER == "serveplane.dev/serve-cleanup"
