@@ -23,6 +23,8 @@ from .api.deployment import DeploymentSettings, ServeDeploymentSpec
 from .objects import Obj
 
 REPLICA_MODES = ("num_replicas", "autoscaling_config")
+# Nested settings merged key by key across layers; anything else (user_config included) is replaced whole.
+NESTED = ("ray_actor_options", "autoscaling_config")
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,8 @@ def validation_message(error: ValidationError) -> str:
     """pydantic's errors as `field.path: message` lines, camelCase as the user wrote them."""
     parts = []
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "spec"
-        parts.append(f"spec.{where}: {item['msg']}")
+        where = ".".join(str(p) for p in item["loc"])
+        parts.append(f"spec.{where}: {item['msg']}" if where else f"spec: {item['msg']}")
     return "; ".join(parts)
 
 
@@ -80,7 +82,11 @@ def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     if any(mode in top for mode in REPLICA_MODES):
         for mode in REPLICA_MODES:
             merged.pop(mode, None)
-    merged.update(top)
+    for key, value in top.items():
+        if key in NESTED and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
     return merged
 
 

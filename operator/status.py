@@ -13,6 +13,7 @@ from .api.application import ServeApplicationStatus
 from .api.cluster import ServeClusterStatus
 from .api.deployment import DeploymentReplicas, ServeDeploymentStatus
 from .compose import Composition, Verdict
+from .manifests import common
 from .objects import Obj
 
 OK = (False, "AsExpected", "")
@@ -38,7 +39,7 @@ class ClusterView:
 
     @property
     def serve_url(self) -> str:
-        return f"http://{self.name}-serve.{self.namespace}.svc:{self.http_port}"
+        return f"http://{common.serve_service_name(self.name)}.{self.namespace}.svc.cluster.local:{self.http_port}"
 
     def serve_app(self, name: str) -> dict[str, Any] | None:
         return ((self.serve or {}).get("applications") or {}).get(name)
@@ -76,7 +77,9 @@ def cluster_status(view: ClusterView, composition: Composition | None, applied: 
         ready = (False, "NoHealthyProxy", "no Serve proxy reports HEALTHY yet")
     else:
         ready = (True, "Serving", f"{view.healthy_proxies} healthy Serve proxies on {view.ready_nodes} Ray pods")
-    if not nodes_ready:
+    if view.rejected:
+        progressing = (False, "ConfigRejected", "Serve refused the config; fix the resources named in its message")
+    elif not nodes_ready:
         progressing = (True, "PodsStarting", f"{view.ready_nodes} of {view.desired_nodes} Ray pods are ready")
     elif composition is not None and applied.get("appliedConfigHash") != composition.config_hash:
         progressing = (True, "Submitting", "the Serve config has changed and is being submitted")
@@ -92,7 +95,7 @@ def cluster_status(view: ClusterView, composition: Composition | None, applied: 
         applications=composition.app_names if composition else [],
         applied_config_hash=applied.get("appliedConfigHash"),
         applied_head_uid=applied.get("appliedHeadUid"),
-        dashboard_url=f"http://{view.name}-head.{view.namespace}.svc:8265",
+        dashboard_url=common.dashboard_url(view.name, view.namespace),
         conditions=conditions.triple(view.generation, ready=ready, progressing=progressing, degraded=degraded),
     )
     return status.to_wire()
@@ -125,7 +128,8 @@ def application_status(
     old = ServeApplicationStatus.model_validate(objects.status(app))
     was_ready = conditions.is_true(objects.status(app).get("conditions") or [], conditions.READY)
     serve_app = view.serve_app(name) if view else None
-    route = (objects.spec(app).get("routePrefix") or f"/{name}")
+    # Where it answers: Serve's word first, since a refused change leaves the last good route running.
+    route = (serve_app or {}).get("route_prefix") or objects.spec(app).get("routePrefix") or f"/{name}"
     if cluster_missing:
         cluster = objects.spec(app).get("cluster", "default")
         msg = f"waiting for ServeCluster {cluster!r} in namespace {objects.namespace(app)!r} to exist"
@@ -146,7 +150,7 @@ def application_status(
         observed_generation=generation,
         serve_status=(serve_app or {}).get("status") if not cluster_missing else None,
         message=(serve_app or {}).get("message") or None,
-        route_prefix=(serve_app or {}).get("route_prefix") or route,
+        route_prefix=route,
         url=f"{view.serve_url}{route}" if view else None,
         deployments=deployment_replicas(serve_app) if serve_app else old.deployments,
         conditions=conditions.triple(generation, ready=ready, progressing=progressing, degraded=degraded),
@@ -176,7 +180,7 @@ def deployment_status(sdep: Obj, verdict: Verdict | None, serve_app: dict[str, A
         healthy = state == "HEALTHY"
         failed = state in ("DEPLOY_FAILED", "UNHEALTHY")
         ready = (healthy, "Healthy" if healthy else state.title().replace("_", ""), text)
-        progressing = (not healthy and not failed, "Scaling" if not healthy else "Stable", text)
+        progressing = (not healthy and not failed, "Stable" if healthy else "Failed" if failed else "Scaling", text)
         degraded = (failed, state.title().replace("_", "") if failed else "AsExpected", text if failed else "")
     status = ServeDeploymentStatus(
         observed_generation=generation,

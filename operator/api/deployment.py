@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import (
     FREE_FORM,
@@ -108,6 +108,13 @@ class DeploymentSettings(ApiModel):
     graceful_shutdown_timeout_s: float | None = Field(
         default=None, ge=0, description="Seconds a stopping replica gets to finish its requests."
     )
+
+    @model_validator(mode="after")
+    def _one_replica_mode(self) -> "DeploymentSettings":
+        # The CRD's CEL rule says the same; this catches objects stored before it, and `serveplane render`.
+        if self.num_replicas is not None and self.autoscaling_config is not None:
+            raise ValueError("set either numReplicas or autoscalingConfig, not both")
+        return self
 
 
 class InlineDeployment(DeploymentSettings):

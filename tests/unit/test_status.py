@@ -149,7 +149,7 @@ def test_application_running(k8s):
                              "Degraded": ("False", "AsExpected")}
     assert wire["serveStatus"] == "RUNNING"
     assert wire["routePrefix"] == "/hello"
-    assert wire["url"] == "http://demo-serve.team-a.svc:8000/hello"
+    assert wire["url"] == "http://demo-serve.team-a.svc.cluster.local:8000/hello"
     assert wire["deployments"] == {"Hello": {"status": "HEALTHY", "message": "", "replicas": 2,
                                              "targetReplicas": 2}}
     assert "message" not in wire
@@ -158,7 +158,7 @@ def test_application_running(k8s):
 def test_application_url_uses_the_default_route_and_the_http_port(k8s):
     wire = status.application_status(k8s.app("hello"), COMPOSED, view(serve_report({}), http_port=8100))
     assert wire["routePrefix"] == "/hello"
-    assert wire["url"] == "http://demo-serve.team-a.svc:8100/hello"
+    assert wire["url"] == "http://demo-serve.team-a.svc.cluster.local:8100/hello"
 
 
 def test_application_deploying_for_the_first_time(k8s):
@@ -247,7 +247,7 @@ def test_application_url_points_where_it_answers_while_a_conflicting_route_is_re
     app = k8s.app("hello", {"routePrefix": "/bye"})
     wire = status.application_status(app, verdict, view(serve_report({"hello": serve_app(route="/hello")})))
     assert wire["routePrefix"] == "/hello"
-    assert wire["url"] == "http://demo-serve.team-a.svc:8000/hello", "the URL leads to another application"
+    assert wire["url"] == "http://demo-serve.team-a.svc.cluster.local:8000/hello", "the URL leads to another application"
 
 
 # --- ServeDeployment ---------------------------------------------------------------------------------------
