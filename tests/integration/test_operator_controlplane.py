@@ -68,6 +68,7 @@ def operator(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactor
         yield proc
     log = proc.log_path.read_text()
     assert "Forbidden" not in log and " 403" not in log, "the operator hit RBAC denials:\n" + proc.log_tail()
+    assert "Traceback" not in log, "the operator failed a reconcile:\n" + proc.log_tail(200)
 
 
 @pytest.fixture
