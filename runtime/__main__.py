@@ -1,0 +1,4 @@
+"""`python -m serveplane.runtime head|worker ...`: see entrypoint.py."""
+from .entrypoint import main
+
+raise SystemExit(main())
