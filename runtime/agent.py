@@ -69,20 +69,19 @@ class Checker:
         if draining or procs.phase is not Phase.RUNNING or not procs.raylet_alive:
             # The answer is "not ready" whatever the proxy says: spare the HTTP checks.
             return ReadinessView(processes=procs, draining=draining, dashboard_up=None, proxy=None)
-        dashboard_check = self._dashboard_up() if self._state.is_head else _none()
-        dashboard_up, proxy = await asyncio.gather(dashboard_check, self._proxy())
-        detail = proxy.body.strip()[:200] if proxy.outcome is HttpOutcome.ANSWERED else proxy.error
+        dashboard_up: bool | None = None
+        if self._state.is_head:
+            dashboard_up, proxy = await asyncio.gather(self._dashboard_up(), self._proxy())
+        else:
+            proxy = await self._proxy()
+        answered = proxy.outcome is HttpOutcome.ANSWERED
         return ReadinessView(
             processes=procs,
             draining=draining,
             dashboard_up=dashboard_up,
             proxy=classify_proxy(proxy.outcome, proxy.status, proxy.body),
-            proxy_detail=f"HTTP {proxy.status} {detail}" if proxy.outcome is HttpOutcome.ANSWERED else detail,
+            proxy_detail=f"HTTP {proxy.status} {proxy.body.strip()[:200]}" if answered else proxy.error,
         )
-
-
-async def _none() -> None:
-    return None
 
 
 def _answer(decision: Decision, body: dict[str, Any]) -> JSONResponse:
