@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from . import objects
+from . import metrics, objects
 from .api.base import GROUP, VERSION
 from .clients.kube import Kube, load_config
 from .loops import ClusterLoops
@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 def _post_event(obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
     kopf.event(obj, type=kind, reason=reason, message=message)
+
+
+def _forget(plural: str, body: kopf.Body) -> None:
+    metrics.record_ready(plural, body["metadata"]["namespace"], body["metadata"]["name"], None)
 
 
 @kopf.on.startup()
@@ -53,6 +57,7 @@ async def cluster_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_:
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     memo["loops"].wake(namespace, name)
     if type == "DELETED":
+        _forget(CLUSTERS, body)
         reconciler: Reconciler = memo["reconciler"]
         for app in await reconciler.kube.list_custom(APPS, namespace):
             if objects.spec(app).get("cluster", "default") == name:
@@ -62,6 +67,7 @@ async def cluster_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_:
 @kopf.on.event(GROUP, VERSION, APPS)
 async def application_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":
+        _forget(APPS, body)
         return
     namespace, cluster = body["metadata"]["namespace"], body.get("spec", {}).get("cluster", "default")
     reconciler: Reconciler = memo["reconciler"]
@@ -76,6 +82,7 @@ async def application_event(body: kopf.Body, type: str | None, memo: kopf.Memo, 
 @kopf.on.event(GROUP, VERSION, DEPLOYMENTS)
 async def deployment_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     if type == "DELETED":
+        _forget(DEPLOYMENTS, body)
         memo["loops"].wake_namespace(body["metadata"]["namespace"])
         return
     namespace, application = body["metadata"]["namespace"], body.get("spec", {}).get("application", "")

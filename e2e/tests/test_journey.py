@@ -1,0 +1,295 @@
+"""A user's journey, end to end: apply YAML, wait for Ready, send HTTP, change things, break things.
+
+Real parts only: the API server, controller-manager and scheduler built from Go modules, the node runner as the
+kubelet (every pod its own processes in its own network namespace), real Ray in every pod, and the operator
+running under its own RBAC. The steps run in order and build on each other, as a user's session would.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from serveplane.localcluster.controlplane import ControlPlane
+from serveplane.localcluster.noderunner.launcher import NodeRunnerProcess
+from serveplane.localcluster.operatorproc import OperatorProcess
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+NS = "journey"
+pytestmark = pytest.mark.timeout(1500)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 240.0, interval: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except (OSError, KeyError, ValueError) as error:
+            last = error
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
+
+
+class World:
+    def __init__(self, cp: ControlPlane, runner: NodeRunnerProcess, operator: OperatorProcess) -> None:
+        self.cp, self.runner, self.operator = cp, runner, operator
+        self.timings: dict[str, float] = {}
+        self.leftovers: Callable[[str], list[str]] = lambda marker: []
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        result = self.cp.kubectl("get", kind, name, "-n", NS, "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def items(self, kind: str, *selector: str) -> list[dict[str, Any]]:
+        return json.loads(self.cp.kubectl("get", kind, "-n", NS, *selector, "-o", "json").stdout)["items"]
+
+    def apply(self, text: str) -> None:
+        self.cp.kubectl("apply", "-n", NS, "-f", "-", input=text)
+
+    def condition(self, kind: str, name: str, cond: str) -> dict[str, Any]:
+        for item in ((self.get(kind, name) or {}).get("status") or {}).get("conditions") or []:
+            if item["type"] == cond:
+                return item
+        return {}
+
+    def kubectl_wait_ready(self, *targets: str, timeout: int = 400) -> None:
+        self.cp.kubectl("wait", "-n", NS, "--for=condition=Ready", f"--timeout={timeout}s", *targets)
+
+    def serve_endpoints(self) -> list[str]:
+        """Ready pod IPs behind the serve Service, as kube-proxy would route to them."""
+        slices = self.items("endpointslices", "-l", "kubernetes.io/service-name=demo-serve")
+        return sorted(
+            address
+            for piece in slices
+            for endpoint in piece.get("endpoints") or []
+            if (endpoint.get("conditions") or {}).get("ready")
+            for address in endpoint["addresses"]
+        )
+
+    def head_ip(self) -> str:
+        return self.get("pod", "demo-head")["status"]["podIP"]
+
+    def serve_status(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"http://{self.head_ip()}:8265/api/serve/applications/", timeout=10) as answer:
+            return json.loads(answer.read())
+
+
+def http_json(ip: str, path: str, timeout: float = 10.0) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://{ip}:8000{path}", timeout=timeout) as answer:
+        return json.loads(answer.read())
+
+
+class Traffic:
+    """Requests sent to an application throughout a change, through every serve endpoint in turn."""
+
+    def __init__(self, world: World, path: str) -> None:
+        self.world, self.path = world, path
+        self.sent = self.failed = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        endpoints = self.world.serve_endpoints()
+        for _ in range(100000):
+            if self._stop.is_set():
+                return
+            ip = endpoints[self.sent % len(endpoints)]
+            self.sent += 1
+            try:
+                http_json(ip, self.path)
+            except (OSError, urllib.error.URLError, ValueError) as error:
+                self.failed += 1
+                self.errors.append(f"{ip}: {error}")
+            time.sleep(0.05)
+
+    def __enter__(self) -> "Traffic":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def world(
+    controlplane: ControlPlane,
+    noderunner: NodeRunnerProcess,
+    operator_process: OperatorProcess,
+    leftovers: Callable[[str], list[str]],
+) -> Iterator[World]:
+    controlplane.kubectl("create", "namespace", NS)
+    w = World(controlplane, noderunner, operator_process)
+    w.leftovers = leftovers
+    yield w
+    print("\njourney timings:", json.dumps(w.timings, indent=1))
+
+
+def test_apply_examples_and_wait_for_ready(world: World) -> None:
+    start = time.monotonic()
+    for name in ("cluster.yaml", "hello.yaml", "composed.yaml"):
+        world.apply((EXAMPLES / name).read_text())
+    world.kubectl_wait_ready("scl/demo", "sapp/hello", "sapp/composed", "sdep/composed-model")
+    world.timings["apply_to_ready_s"] = round(time.monotonic() - start, 1)
+    cluster = world.get("scl", "demo")
+    assert cluster["status"]["readyNodes"] == cluster["status"]["desiredNodes"] == 3
+    assert sorted(cluster["status"]["applications"]) == ["composed", "hello"]
+    assert world.get("sapp", "hello")["status"]["serveStatus"] == "RUNNING"
+
+
+def test_both_applications_answer_through_proxies_on_several_pods(world: World) -> None:
+    endpoints = wait_for("two serve endpoints", lambda: (lambda e: e if len(e) >= 2 else None)(world.serve_endpoints()))
+    pods = {p["status"]["podIP"]: p["metadata"]["name"] for p in world.items("pods")}
+    assert len({pods[ip] for ip in endpoints}) >= 2, "traffic must reach proxies on more than one pod"
+    for ip in endpoints:
+        hello = http_json(ip, "/hello/")
+        assert hello["greeting"] == "Hello from serveplane"
+        predicted = http_json(ip, "/composed/predict?x=3")
+        assert predicted["output"] == 6.0
+
+
+def test_kubectl_scale_the_model_to_three_replicas(world: World) -> None:
+    world.cp.kubectl("scale", "sdep/composed-model", "-n", NS, "--replicas=3")
+
+    def three() -> bool:
+        sdep = world.get("sdep", "composed-model")
+        ready = world.condition("sdep", "composed-model", "Ready")
+        return sdep["status"].get("replicas") == 3 and ready.get("status") == "True" and \
+            ready.get("observedGeneration") == sdep["metadata"]["generation"]
+
+    wait_for("3 Model replicas in the status", three)
+    model = world.serve_status()["applications"]["composed"]["deployments"]["Model"]
+    assert sum(1 for r in model["replicas"] if r["state"] == "RUNNING") == 3
+
+
+def test_args_update_in_place_without_restarts_or_failed_requests(world: World) -> None:
+    before = {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
+              for p in world.items("pods")}
+    doc = yaml.safe_load((EXAMPLES / "hello.yaml").read_text())
+    doc["spec"]["args"]["greeting"] = "Updated in place"
+    endpoints = world.serve_endpoints()
+    with Traffic(world, "/composed/predict?x=1") as traffic:
+        start = time.monotonic()
+        world.apply(yaml.safe_dump(doc))
+        wait_for(
+            "the new greeting",
+            lambda: all(http_json(ip, "/hello/")["greeting"] == "Updated in place" for ip in endpoints),
+            interval=0.25,
+        )
+        world.timings["args_update_s"] = round(time.monotonic() - start, 1)
+        time.sleep(2)
+    assert traffic.sent > 20 and traffic.failed == 0, traffic.errors[:5]
+    after = {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
+             for p in world.items("pods")}
+    assert after == before, "an args update must not restart or replace any pod"
+    world.kubectl_wait_ready("sapp/hello", timeout=120)
+
+
+def test_bad_import_path_and_route_clash_are_isolated(world: World) -> None:
+    bad = {"apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeApplication", "metadata": {"name": "broken"},
+           "spec": {"cluster": "demo", "importPath": "no_such_module_xyz:app"}}
+    clash = {"apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeApplication", "metadata": {"name": "clash"},
+             "spec": {"cluster": "demo", "importPath": "serveplane.examples.hello:app", "routePrefix": "/hello"}}
+    endpoints = world.serve_endpoints()
+    with Traffic(world, "/hello/") as traffic:
+        world.apply(yaml.safe_dump_all([bad, clash]))
+        degraded = wait_for(
+            "broken to be Degraded",
+            lambda: (lambda c: c if c.get("status") == "True" else None)(world.condition("sapp", "broken", "Degraded")),
+        )
+        assert degraded["reason"] == "DeployFailed"
+        assert "no_such_module_xyz" in degraded["message"]
+        conflict = wait_for(
+            "clash to be Degraded",
+            lambda: (lambda c: c if c.get("status") == "True" else None)(world.condition("sapp", "clash", "Degraded")),
+        )
+        assert conflict["reason"] == "RoutePrefixConflict" and "'hello'" in conflict["message"]
+        time.sleep(3)
+    assert traffic.failed == 0, traffic.errors[:5]
+    for ip in endpoints:
+        assert http_json(ip, "/composed/predict?x=2")["output"] == 4.0
+    assert world.condition("sapp", "hello", "Ready").get("status") == "True"
+    world.cp.kubectl("delete", "sapp", "broken", "clash", "-n", NS, "--timeout=120s")
+
+
+def test_deleting_the_head_pod_recovers_and_shows_the_outage(world: World) -> None:
+    old = world.get("pod", "demo-head")
+    seen_outage = threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not seen_outage.is_set():
+            if world.condition("scl", "demo", "Ready").get("status") == "False" and \
+                    world.condition("sapp", "hello", "Ready").get("status") == "False":
+                seen_outage.set()
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    world.cp.kubectl("delete", "pod", "demo-head", "-n", NS, "--wait=false")
+    wait_for("a new head pod", lambda: (world.get("pod", "demo-head") or {}).get("metadata", {}).get("uid") not in (None, old["metadata"]["uid"]))
+    world.kubectl_wait_ready("scl/demo", "sapp/hello", "sapp/composed", "sdep/composed-model", timeout=400)
+    watcher.join(5)
+    assert seen_outage.is_set(), "the statuses must show the outage while it lasts"
+    new = world.get("pod", "demo-head")
+    cluster = wait_for(
+        "the config resubmitted to the new head",
+        lambda: (lambda c: c if c["status"].get("appliedHeadUid") == new["metadata"]["uid"] else None)(world.get("scl", "demo")),
+    )
+    assert cluster["status"]["appliedHeadUid"] == new["metadata"]["uid"]
+    ip = wait_for("a serve endpoint", lambda: world.serve_endpoints())[0]
+    wait_for("hello to answer again", lambda: http_json(ip, "/hello/")["greeting"] == "Updated in place")
+
+
+def test_deleting_an_application_removes_it_from_serve_only(world: World) -> None:
+    with Traffic(world, "/composed/predict?x=1") as traffic:
+        world.cp.kubectl("delete", "sapp", "hello", "-n", NS, "--timeout=120s")
+        assert "hello" not in world.serve_status()["applications"], "the resource goes only after Serve dropped it"
+        time.sleep(2)
+    assert traffic.failed == 0, traffic.errors[:5]
+    ingress = world.get("ingress", "demo-serve")
+    assert [p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]] == ["/composed"]
+
+
+def test_operator_metrics_follow_the_journey(world: World) -> None:
+    with urllib.request.urlopen(world.operator.metrics_url, timeout=10) as answer:
+        text = answer.read().decode()
+
+    def value(name: str, **labels: str) -> float:
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                    total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    # The first submission, scale, args, bad apps added and removed, the new head, the deleted application.
+    assert value("serveplane_serve_config_submissions_total", result="applied") >= 6
+    assert value("serveplane_serve_config_submissions_total", reason="HeadReplaced") >= 1
+    assert value("serveplane_pod_actions_total", action="create") >= 4, "3 pods, then the head again"
+    assert value("serveplane_dashboard_requests_total", method="PUT", code="2xx") >= 6
+    assert value("serveplane_dashboard_requests_total", method="GET", code="2xx") > 10
+    assert value("serveplane_reconcile_total", kind="ServeCluster") > 10
+    assert value("serveplane_spec_to_applied_seconds_count") >= 6
+    assert value("serveplane_resources", kind="serveapplications", ready="True") == 1
+
+
+def test_deleting_the_cluster_leaves_nothing_behind(world: World) -> None:
+    world.cp.kubectl("delete", "scl", "demo", "-n", NS, "--wait=false")
+    wait_for("every pod to go", lambda: world.items("pods") == [], timeout=180)
+    for kind, name in (("service", "demo-head"), ("service", "demo-serve"), ("ingress", "demo-serve")):
+        wait_for(f"{kind} {name} to go", lambda: world.get(kind, name) is None)
+    wait_for("no pod process left", lambda: not world.leftovers(str(world.runner.state_dir / "pods")), timeout=60)
