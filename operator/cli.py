@@ -70,13 +70,16 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from serveplane.localcluster import devenv
+    from serveplane.localcluster import devenv, trial
 
     if args.action == "up":
-        devenv.up()
+        if args.control_plane_only:
+            devenv.up()
+        else:
+            trial.up()
         return 0
     if args.action == "down":
-        devenv.down()
+        trial.down()
         return 0
     return devenv.kubectl(args.rest)
 
@@ -93,8 +96,11 @@ def parser() -> argparse.ArgumentParser:
     ren = sub.add_parser("render", help="print the objects and Serve config a YAML file of resources would create")
     ren.add_argument("files", nargs="+")
     ren.set_defaults(func=_render)
-    dev = sub.add_parser("dev", help="the local control plane: up, down, or kubectl ARGS...")
+    dev = sub.add_parser(
+        "dev", help="the local trial: up (control plane, node runner, operator, Ray, examples), down, kubectl ARGS..."
+    )
     dev.add_argument("action", choices=["up", "down", "kubectl"])
+    dev.add_argument("--control-plane-only", action="store_true", help="with up: start only the control plane")
     dev.add_argument("rest", nargs=argparse.REMAINDER)
     dev.set_defaults(func=_dev)
     return top

@@ -6,8 +6,6 @@ Helm chart ships (helm/serveplane/files/rbac-rules.yaml), so the tests prove tha
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from . import processes
 from .controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,12 +22,6 @@ RULES_FILE = REPO / "helm" / "serveplane" / "files" / "rbac-rules.yaml"
 CRDS_DIR = REPO / "crds"
 NAMESPACE = "serveplane-system"
 ACCOUNT = "serveplane-operator"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rbac_objects(namespace: str = NAMESPACE, account: str = ACCOUNT) -> list[dict]:
@@ -57,11 +50,14 @@ def install(cp: ControlPlane) -> None:
 class OperatorProcess:
     """`serveplane operator` as a subprocess, logging to a file; a context manager."""
 
-    def __init__(self, cp: ControlPlane, workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, cp: ControlPlane, workdir: Path, env: dict[str, str] | None = None, *, detach: bool = False
+    ) -> None:
         self.cp = cp
         self.workdir = Path(workdir)
-        self.metrics_port = free_port()
-        self.health_port = free_port()
+        self.detach = detach
+        self.metrics_port = processes.free_port()
+        self.health_port = processes.free_port()
         self.log_path = self.workdir / "operator.log"
         self.extra_env = env or {}
         self._proc: subprocess.Popen[bytes] | None = None
@@ -83,11 +79,9 @@ class OperatorProcess:
             "SERVEPLANE_DASHBOARD_TIMEOUT_S": "5",
             **self.extra_env,
         }
-        with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                [str(Path(sys.executable).parent / "serveplane"), "operator"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+        self._proc = processes.spawn(
+            [str(Path(sys.executable).parent / "serveplane"), "operator"], self.log_path, detach=self.detach, env=env
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -105,16 +99,14 @@ class OperatorProcess:
         except FileNotFoundError:
             return "(no log)"
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
     def stop(self, timeout: float = 20.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc is not None:
+            processes.stop_groups([proc.pid], grace=timeout)
 
     def __enter__(self) -> "OperatorProcess":
         return self.start()

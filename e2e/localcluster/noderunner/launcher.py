@@ -46,6 +46,7 @@ class NodeRunnerProcess:
         shutdown_grace: float = 10.0,
         start_timeout: float = 90.0,
         verbose: bool = False,
+        detach: bool = False,
     ) -> None:
         self.kubeconfig = str(kubeconfig)
         self.nodes = list(nodes)
@@ -54,6 +55,8 @@ class NodeRunnerProcess:
         self.shutdown_grace = shutdown_grace
         self.start_timeout = start_timeout
         self.verbose = verbose
+        # Detached (for `serveplane dev up`): the runner outlives this process and is stopped by pid later.
+        self.detach = detach
         self.info: dict[str, Any] = {}
         self._proc: subprocess.Popen | None = None
 
@@ -88,7 +91,7 @@ class NodeRunnerProcess:
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent, close_fds=True,
+                start_new_session=True, preexec_fn=None if self.detach else _die_with_parent, close_fds=True,
             )
         deadline = time.monotonic() + self.start_timeout
         while not ready.exists():
