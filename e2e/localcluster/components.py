@@ -1,0 +1,140 @@
+"""The file layout of a control plane's state dir and each component's flags.
+
+Kept apart from the process handling so the flags, which is where a control
+plane's behaviour really lives, can be read in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .pki import Pki
+
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+DEFAULT_SERVICE_CIDR = "10.96.0.0/16"
+
+# Start order; stop goes the other way round.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+PORT_NAMES = ("etcd-client", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything lives inside one control plane's state dir."""
+
+    state_dir: Path
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / "pki"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def etcd_dir(self) -> Path:
+        return self.state_dir / "etcd"
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        return self.state_dir / "admin.kubeconfig"
+
+    @property
+    def kubectl_cache(self) -> Path:
+        return self.state_dir / "kubectl-cache"
+
+    def component_kubeconfig(self, component: str) -> Path:
+        return self.state_dir / "kubeconfigs" / f"{component}.kubeconfig"
+
+    def cert_dir(self, component: str) -> Path:
+        return self.state_dir / "certs" / component
+
+    def log(self, component: str) -> Path:
+        return self.logs_dir / f"{component}.log"
+
+
+def etcd_args(layout: Layout, ports: dict[str, int]) -> list[str]:
+    return [
+        "etcd",
+        f"--data-dir={layout.etcd_dir}",
+        f"--listen-client-url=http://127.0.0.1:{ports['etcd-client']}",
+        f"--listen-peer-url=http://127.0.0.1:{ports['etcd-peer']}",
+    ]
+
+
+def apiserver_args(layout: Layout, ports: dict[str, int], pki: Pki, service_cidr: str) -> list[str]:
+    return [
+        "kube-apiserver",
+        f"--etcd-servers=http://127.0.0.1:{ports['etcd-client']}",
+        # Loopback only: this is a developer's and CI's private cluster.
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        # The `kubernetes` Service's Endpoints may not point at loopback and
+        # the apiserver refuses to start with a loopback advertise address
+        # otherwise; nothing in-cluster runs to use those endpoints anyway.
+        "--endpoint-reconciler-type=none",
+        f"--secure-port={ports['kube-apiserver']}",
+        f"--cert-dir={layout.cert_dir('kube-apiserver')}",
+        f"--tls-cert-file={pki.serving.cert}",
+        f"--tls-private-key-file={pki.serving.key}",
+        f"--client-ca-file={pki.ca.cert}",
+        f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+        f"--service-account-key-file={pki.service_account_pub}",
+        f"--service-account-signing-key-file={pki.service_account_key}",
+        f"--service-cluster-ip-range={service_cidr}",
+        "--allow-privileged=true",
+        "--authorization-mode=Node,RBAC",
+        # This plugin taints every new Node not-ready until the node-lifecycle
+        # controller sees a kubelet heartbeat; with no kubelet and that
+        # controller off, the taint would never go and nothing would schedule.
+        "--disable-admission-plugins=TaintNodesByCondition",
+        "--profiling=false",
+    ]
+
+
+def _client_flags(layout: Layout, component: str, port: int) -> list[str]:
+    kubeconfig = layout.component_kubeconfig(component)
+    return [
+        f"--kubeconfig={kubeconfig}",
+        # Without these the component cannot check who calls its own
+        # /metrics and logs warnings about it on every start.
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--cert-dir={layout.cert_dir(component)}",
+        # A single instance: leader election would only add a startup delay.
+        "--leader-elect=false",
+        "--profiling=false",
+    ]
+
+
+def controller_manager_args(layout: Layout, ports: dict[str, int], pki: Pki, service_cidr: str) -> list[str]:
+    return [
+        "kube-controller-manager",
+        *_client_flags(layout, "kube-controller-manager", ports["kube-controller-manager"]),
+        # Every default controller (garbage collector, namespace, endpointslice
+        # and its mirroring, serviceaccount and its tokens, root CA publisher,
+        # deployments, jobs, ...) except node-lifecycle: there is no kubelet,
+        # so it would mark our Nodes NotReady, taint them and evict their pods.
+        "--controllers=*,-node-lifecycle-controller",
+        # Each controller acts under its own ServiceAccount, as in a real
+        # cluster, so RBAC problems show up here too.
+        "--use-service-account-credentials=true",
+        f"--root-ca-file={pki.ca.cert}",
+        f"--service-account-private-key-file={pki.service_account_key}",
+        f"--cluster-signing-cert-file={pki.ca.cert}",
+        f"--cluster-signing-key-file={pki.ca.key}",
+        f"--service-cluster-ip-range={service_cidr}",
+        "--cluster-name=serveplane-local",
+    ]
+
+
+def scheduler_args(layout: Layout, ports: dict[str, int]) -> list[str]:
+    return ["kube-scheduler", *_client_flags(layout, "kube-scheduler", ports["kube-scheduler"])]
