@@ -1,0 +1,108 @@
+"""Build, or reuse from the cache, the `helm` binary the chart tests use.
+
+``e2e/helm`` is a Go module without Go code of its own: its go.mod requires helm.sh/helm/v3 and names
+``helm.sh/helm/v3/cmd/helm`` as a ``tool``, so ``go build helm.sh/helm/v3/cmd/helm`` inside it builds Helm's own
+CLI at exactly the versions its go.sum pins. As with the control plane (build.py), the binary is cached under
+``~/.cache/serveplane/helm/<sha256 of go.sum and go.mod>/helm`` and reused by every later run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .build import cache_root as _cluster_cache_root
+from .build import source_hash
+
+BINARY_NAME = "helm"
+PACKAGE = "helm.sh/helm/v3/cmd/helm"
+
+
+def cache_root() -> Path:
+    """``~/.cache/serveplane/helm`` (next to the control plane's ``cluster``; XDG_CACHE_HOME is honoured)."""
+    return _cluster_cache_root().parent / "helm"
+
+
+def source_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "helm"
+
+
+def _required(go_mod: str, module: str) -> str:
+    match = re.search(rf"^\s*{re.escape(module)}\s+(v\d+\.\d+\.\d+\S*)", go_mod, re.MULTILINE)
+    if not match:
+        raise RuntimeError(f"e2e/helm/go.mod does not require {module}")
+    return match.group(1)
+
+
+def ldflags(src: Path | None = None) -> str:
+    """What Helm's own Makefile stamps: its version, and the Kubernetes version of its client-go.
+
+    Without them `helm version` says v3.22 and `.Capabilities.KubeVersion` in `helm template` is v1.20.
+    """
+    go_mod = ((src or source_dir()) / "go.mod").read_text()
+    version = _required(go_mod, "helm.sh/helm/v3")
+    client_go = _required(go_mod, "k8s.io/client-go")  # v0.37.0 -> Kubernetes 1.37
+    major, minor = str(int(client_go.lstrip("v").split(".")[0]) + 1), client_go.split(".")[1]
+    flags = ["-s", "-w", f"-X helm.sh/helm/v3/internal/version.version={version}",
+             "-X helm.sh/helm/v3/internal/version.gitTreeState=clean"]
+    for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+        flags += [f"-X {pkg}.k8sVersionMajor={major}", f"-X {pkg}.k8sVersionMinor={minor}"]
+    return " ".join(flags)
+
+
+def cached_binary_path(src: Path | None = None) -> Path:
+    return cache_root() / source_hash(src or source_dir()) / BINARY_NAME
+
+
+def _log(msg: str) -> None:
+    print(f"[serveplane.localcluster] {msg}", file=sys.stderr, flush=True)
+
+
+def ensure_helm() -> Path:
+    """Return the helm binary, building it first if it is not cached.
+
+    ``SERVEPLANE_HELM_BINARY`` points at a prebuilt helm and skips the build.
+    """
+    override = os.environ.get("SERVEPLANE_HELM_BINARY")
+    if override:
+        return Path(override)
+    src = source_dir()
+    if not (src / "go.mod").is_file():
+        raise RuntimeError(f"{src} not found: building helm needs a source checkout (or set SERVEPLANE_HELM_BINARY)")
+    target = cached_binary_path(src)
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_file():
+            return target
+        _build(src, target)
+    return target
+
+
+def _build(src: Path, target: Path) -> None:
+    go = shutil.which("go")
+    if go is None:
+        raise RuntimeError("the Go toolchain (go) is needed to build helm")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    env = dict(os.environ, GOWORK="off", CGO_ENABLED="0")
+    cmd = [go, "build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags(src), "-o", str(tmp), PACKAGE]
+    _log(f"building helm into {target} (a cold build takes a few minutes)")
+    started = time.monotonic()
+    result = subprocess.run(cmd, cwd=src, env=env, stdout=2, stderr=2)
+    if result.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"go build of helm failed with exit code {result.returncode}")
+    os.replace(tmp, target)
+    _log(f"built helm in {time.monotonic() - started:.0f}s")
+
+
+if __name__ == "__main__":
+    print(ensure_helm())

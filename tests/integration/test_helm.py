@@ -1,0 +1,456 @@
+"""The Helm chart (helm/serveplane) with a real helm, built from the Go module proxy, against the real API server.
+
+helm lint; helm template with default and non-default values, every object checked and the whole output sent
+to the API server with `kubectl apply --dry-run=server`; bad values refused by values.schema.json; and a real
+`helm install`, after which the operator runs as the release's own ServiceAccount, with the environment of the
+release's Deployment, and reconciles the example cluster; `helm uninstall` then leaves nothing of the operator.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from serveplane.localcluster.controlplane import ControlPlane
+from serveplane.localcluster.helm import ensure_helm
+from serveplane.localcluster.operatorproc import CRDS_DIR, RULES_FILE
+from serveplane.operator.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "serveplane"
+EXAMPLES = REPO / "examples"
+RELEASE = "serveplane"  # the release name holds the chart name, so the objects are simply called "serveplane"
+
+# prometheus-operator's CRDs are not in the local control plane: the smallest CRDs that let the API server
+# accept (and so dry-run) a ServiceMonitor and a PodMonitor. Their schema is open: the test checks the fields.
+MONITORING_CRDS = [
+    {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()},
+            "versions": [{
+                "name": "v1", "served": True, "storage": True,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+            }],
+        },
+    }
+    for kind, plural in (("ServiceMonitor", "servicemonitors"), ("PodMonitor", "podmonitors"))
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
+
+
+class Helm:
+    """The helm binary with its own config/cache/data dirs, talking to the control plane as admin."""
+
+    def __init__(self, binary: Path, home: Path, cp: ControlPlane) -> None:
+        self.binary, self.cp = binary, cp
+        self.env = {
+            **os.environ,
+            "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data"),
+        }
+
+    def __call__(self, *args: str, check: bool = True, cluster: bool = False) -> subprocess.CompletedProcess:
+        argv = [str(self.binary), *args] + ([f"--kubeconfig={self.cp.kubeconfig}"] if cluster else [])
+        result = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=300)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{argv} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def template(self, *values: str, namespace: str = "serveplane-system") -> list[dict[str, Any]]:
+        out = self("template", RELEASE, str(CHART), "--namespace", namespace, *values).stdout
+        return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.fixture(scope="module")
+def helm(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    return Helm(ensure_helm(), tmp_path_factory.mktemp("helm-home"), controlplane)
+
+
+@pytest.fixture(scope="module")
+def monitoring_crds(controlplane: ControlPlane) -> Iterator[None]:
+    text = yaml.safe_dump_all(MONITORING_CRDS)
+    controlplane.kubectl("apply", "--server-side", "-f", "-", input=text)
+    for crd in MONITORING_CRDS:
+        controlplane.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{crd['metadata']['name']}")
+    yield
+    controlplane.kubectl("delete", "-f", "-", "--wait=false", input=text)
+
+
+def by_kind(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d for d in docs}
+
+
+def rules_file() -> list[dict[str, Any]]:
+    return yaml.safe_load(RULES_FILE.read_text())
+
+
+def setting_envs() -> set[str]:
+    """The environment variable of every field of operator/settings.py (SERVEPLANE_ + the field's name)."""
+    return {f"SERVEPLANE_{field.name.upper()}" for field in dataclasses.fields(Settings)}
+
+
+def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+def server_dry_run(cp: ControlPlane, docs: list[dict[str, Any]]) -> str:
+    return cp.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs)).stdout
+
+
+# --- the chart on its own ---------------------------------------------------------------------------------------
+
+
+def test_chart_crds_are_the_repository_crds(helm: Helm) -> None:
+    # helm/serveplane/crds is a symlink to the generated crds/, so there is one copy; helm follows it.
+    assert (CHART / "crds").is_symlink() and (CHART / "crds").resolve() == CRDS_DIR.resolve()
+    files = sorted(CRDS_DIR.glob("*.yaml"))
+    assert len(files) == 3
+    # `helm show crds` prints the files byte for byte, one after the other (without `---` between them, so its
+    # output is not one YAML stream unless each file starts with `---`: the README applies crds/ instead).
+    assert helm("show", "crds", str(CHART)).stdout == "".join(p.read_text() + "\n" for p in files)
+    # What Argo CD renders (`helm template --include-crds`) carries them as separate documents, unchanged.
+    rendered = [d for d in yaml.safe_load_all(helm("template", "x", str(CHART), "--include-crds").stdout) if d]
+    crds = [d for d in rendered if d["kind"] == "CustomResourceDefinition"]
+    key = lambda d: d["metadata"]["name"]  # noqa: E731
+    assert sorted(crds, key=key) == sorted((yaml.safe_load(p.read_text()) for p in files), key=key)
+    # A packaged chart (what a Helm repository or OCI registry serves) holds real files, not the link.
+    out = Path(helm.env["HELM_CACHE_HOME"]).parent / "package"
+    helm("package", str(CHART), "--destination", str(out))
+    listing = subprocess.run(["tar", "-tzf", str(next(out.glob("serveplane-*.tgz")))], capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert sorted(n for n in listing if "/crds/" in n) == sorted(f"serveplane/crds/{p.name}" for p in CRDS_DIR.glob("*.yaml"))
+
+
+def test_helm_is_the_version_go_mod_pins(helm: Helm) -> None:
+    go_mod = (REPO / "e2e" / "helm" / "go.mod").read_text()
+    version = helm("version", "--template", "{{ .Version }}").stdout.strip()
+    assert f"helm.sh/helm/v3 {version}" in go_mod, version
+
+
+def test_lint(helm: Helm, tmp_path: Path) -> None:
+    helm("lint", "--strict", str(CHART))
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({
+        "watchNamespaces": ["team-a", "team-b"], "serviceMonitor": {"enabled": True},
+        "podMonitor": {"enabled": True}, "logLevel": "DEBUG",
+    }))
+    helm("lint", "--strict", str(CHART), "-f", str(values))
+
+
+def test_template_with_default_values(helm: Helm, controlplane: ControlPlane) -> None:
+    docs = helm.template()
+    objects = by_kind(docs)
+    ns = "serveplane-system"
+    assert set(objects) == {
+        ("ServiceAccount", ns, RELEASE), ("ClusterRole", "", RELEASE), ("ClusterRoleBinding", "", RELEASE),
+        ("Service", ns, f"{RELEASE}-metrics"), ("Deployment", ns, RELEASE),
+    }
+    # RBAC: cluster-wide, exactly the rules of files/rbac-rules.yaml, bound to the release's ServiceAccount.
+    assert objects[("ClusterRole", "", RELEASE)]["rules"] == rules_file()
+    binding = objects[("ClusterRoleBinding", "", RELEASE)]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": ns}]
+    assert binding["roleRef"]["name"] == RELEASE
+
+    deployment = objects[("Deployment", ns, RELEASE)]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == RELEASE
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    container = operator_container(docs)
+    assert container["command"] == ["serveplane", "operator"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": 8080, "health": 8081}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+    # Every setting of the operator is set, and the chart's defaults are the operator's own.
+    env = env_of(container)
+    assert setting_envs() <= set(env), setting_envs() - set(env)
+    settings, defaults = Settings.from_env(env), Settings()
+    assert settings == dataclasses.replace(defaults, default_image="serveplane/runtime:0.1.0")
+    assert settings.namespaces == ()
+
+    service = objects[("Service", ns, f"{RELEASE}-metrics")]
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+    controlplane.kubectl("create", "namespace", ns, check=False)
+    out = server_dry_run(controlplane, docs)
+    assert f"deployment.apps/{RELEASE} created (server dry run)" in out
+    assert f"clusterrole.rbac.authorization.k8s.io/{RELEASE} created (server dry run)" in out
+
+
+def test_template_with_namespaces_and_monitors(
+    helm: Helm, controlplane: ControlPlane, monitoring_crds: None
+) -> None:
+    ns, watched = "serveplane-ops", ["t-helm-a", "t-helm-b"]
+    docs = helm.template(
+        "--set", f"watchNamespaces={{{','.join(watched)}}}", "--set", "serviceMonitor.enabled=true",
+        "--set", "podMonitor.enabled=true", "--set", "serviceMonitor.labels.release=prometheus",
+        "--set", "logLevel=DEBUG", "--set", "polling.slowSeconds=30", "--set", "metrics.port=9090",
+        namespace=ns,
+    )
+    objects = by_kind(docs)
+    # Namespaced RBAC: a Role and RoleBinding per watched namespace, plus the cluster-scoped reads kopf needs.
+    cluster_rules = objects[("ClusterRole", "", RELEASE)]["rules"]
+    assert {r for rule in cluster_rules for r in rule["resources"]} == {"customresourcedefinitions", "namespaces"}
+    for name in watched:
+        role, binding = objects[("Role", name, RELEASE)], objects[("RoleBinding", name, RELEASE)]
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": RELEASE}
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": ns}]
+        # Nothing of the rules file is lost or duplicated between the Role and the ClusterRole.
+        assert sorted(map(json.dumps, role["rules"] + cluster_rules)) == sorted(map(json.dumps, rules_file()))
+    env = env_of(operator_container(docs))
+    settings = Settings.from_env(env)
+    assert (settings.namespaces, settings.log_level, settings.poll_slow_s, settings.metrics_port) == (
+        tuple(watched), "DEBUG", 30.0, 9090)
+    assert {p["name"]: p["containerPort"] for p in operator_container(docs)["ports"]}["metrics"] == 9090
+
+    monitor = objects[("ServiceMonitor", ns, RELEASE)]
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["selector"]["matchLabels"] == objects[("Deployment", ns, RELEASE)]["spec"]["selector"]["matchLabels"]
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    pods = objects[("PodMonitor", ns, f"{RELEASE}-ray")]
+    assert pods["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "ray", "app.kubernetes.io/managed-by": "serveplane"}
+    assert pods["spec"]["namespaceSelector"] == {"matchNames": watched}
+    assert pods["spec"]["podMetricsEndpoints"][0]["port"] == "metrics"
+
+    for name in [ns, *watched]:
+        controlplane.kubectl("create", "namespace", name, check=False)
+    out = server_dry_run(controlplane, docs)
+    lines = out.splitlines()
+    assert lines.count(f"role.rbac.authorization.k8s.io/{RELEASE} created (server dry run)") == len(watched)
+    assert lines.count(f"rolebinding.rbac.authorization.k8s.io/{RELEASE} created (server dry run)") == len(watched)
+    assert f"servicemonitor.monitoring.coreos.com/{RELEASE} created (server dry run)" in out
+    assert f"podmonitor.monitoring.coreos.com/{RELEASE}-ray created (server dry run)" in out
+
+
+def test_argo_cd_application_values(helm: Helm, tmp_path: Path) -> None:
+    """The chart as argocd/apps/serveplane-operator.yaml has Argo CD render it: its values pass the schema."""
+    app = yaml.safe_load((REPO / "argocd" / "apps" / "serveplane-operator.yaml").read_text())
+    source = app["spec"]["source"]
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(source["helm"]["valuesObject"]))
+    out = helm("template", source["helm"]["releaseName"], str(REPO / source["path"]), "-f", str(values),
+               "--namespace", app["spec"]["destination"]["namespace"], "--skip-crds").stdout
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    assert not [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    container = operator_container(docs)
+    assert container["image"] == "registry.example.com/serveplane/operator:0.1.0"
+    assert env_of(container)["SERVEPLANE_DEFAULT_IMAGE"] == "registry.example.com/serveplane/runtime:0.1.0"
+
+
+def test_ray_pods_match_the_pod_monitor(helm: Helm) -> None:
+    from serveplane.operator.manifests import common
+
+    selector = by_kind(helm.template("--set", "podMonitor.enabled=true"))[
+        ("PodMonitor", "serveplane-system", f"{RELEASE}-ray")]["spec"]
+    labels = common.labels("demo", "head")
+    assert selector["selector"]["matchLabels"].items() <= labels.items()
+    assert selector["namespaceSelector"] == {"any": True}
+    for label in selector["podTargetLabels"]:
+        assert label in labels
+
+
+BAD_VALUES = {
+    "replicas: two": (["--set", "replicas=two"], ["/replicas", "got string, want integer"]),
+    "two operators": (["--set", "replicas=2"], ["/replicas", "must be one of 0, 1"]),
+    "logLevel: LOUD": (["--set", "logLevel=LOUD"], ["/logLevel", "must be one of 'DEBUG', 'INFO'"]),
+    "a typo": (["--set", "watchNamespace={a}"], ["additional properties 'watchNamespace' not allowed"]),
+    "not a namespace": (["--set", "watchNamespaces={Team_A}"], ["/watchNamespaces/0", "'Team_A' does not match"]),
+    "negative poll": (["--set", "polling.fastSeconds=-1"], ["/polling/fastSeconds"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_VALUES))
+def test_bad_values_fail_helm_install_naming_the_value(helm: Helm, case: str) -> None:
+    args, messages = BAD_VALUES[case]
+    result = helm("install", "bad", str(CHART), "--namespace", "default", *args, check=False, cluster=True)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    for message in messages:
+        assert message in result.stderr, result.stderr
+    assert "bad" not in helm("list", "--all-namespaces", "-q", cluster=True).stdout.split()
+
+
+# --- a real install ---------------------------------------------------------------------------------------------
+
+
+def get(cp: ControlPlane, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+    args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
+    result = cp.kubectl(*args, check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
+    for item in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if item["type"] == kind:
+            return item
+    return {}
+
+
+class ReleaseOperator:
+    """`serveplane operator` as the release's ServiceAccount, with the release Deployment's environment."""
+
+    def __init__(self, cp: ControlPlane, namespace: str, account: str, env: dict[str, str], workdir: Path) -> None:
+        self.cp, self.workdir = cp, workdir
+        self.health_port, self.metrics_port = free_port(), free_port()
+        kubeconfig = cp.create_service_account_kubeconfig(namespace, account, workdir / "release.kubeconfig")
+        # Ports are moved off 8080/8081 (this machine is shared), and polling is made quick for the test.
+        self.env = {
+            **os.environ, **env, "KUBECONFIG": str(kubeconfig),
+            "SERVEPLANE_METRICS_PORT": str(self.metrics_port), "SERVEPLANE_HEALTH_PORT": str(self.health_port),
+            "SERVEPLANE_POLL_FAST_S": "1", "SERVEPLANE_POLL_SLOW_S": "5",
+        }
+        self.log_path = workdir / "operator.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> "ReleaseOperator":
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([str(Path(sys.executable).parent / "serveplane"), "operator"], env=self.env,
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def healthy() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2):
+                    return True
+            except OSError:
+                return False
+
+        try:
+            wait_for("the operator's /healthz", healthy, timeout=90)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else "(no log)"
+
+    def assert_clean(self) -> None:
+        log = self.log()
+        assert "Forbidden" not in log and " 403" not in log, "the operator hit RBAC denials:\n" + log[-6000:]
+        assert "Traceback" not in log, "the operator failed:\n" + log[-6000:]
+
+
+RELEASE_OBJECTS = [("deployment", RELEASE), ("serviceaccount", RELEASE), ("service", f"{RELEASE}-metrics")]
+CLUSTER_OBJECTS = [("clusterrole", RELEASE), ("clusterrolebinding", RELEASE)]
+
+
+@pytest.mark.parametrize("scope", ["cluster-wide", "namespaced"])
+def test_install_run_the_operator_as_the_release_and_uninstall(
+    helm: Helm, controlplane: ControlPlane, tmp_path: Path, scope: str
+) -> None:
+    cp = controlplane
+    release_ns, apps_ns = f"t-helm-release-{scope}", f"t-helm-apps-{scope}"
+    for name in (release_ns, apps_ns):
+        cp.kubectl("create", "namespace", name)
+    values = ["--set", f"watchNamespaces={{{apps_ns}}}"] if scope == "namespaced" else []
+    out = helm("install", RELEASE, str(CHART), "--namespace", release_ns, *values, cluster=True).stdout
+    assert "STATUS: deployed" in out
+    try:
+        # The chart's CRDs are served (installed by this release or already there: Helm never replaces them).
+        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS_DIR))
+        deployment = get(cp, "deployment", RELEASE, release_ns)
+        assert deployment is not None
+        for kind, name in RELEASE_OBJECTS:
+            assert get(cp, kind, name, release_ns) is not None, (kind, name)
+        for kind, name in CLUSTER_OBJECTS:
+            assert get(cp, kind, name) is not None, (kind, name)
+        if scope == "namespaced":
+            assert get(cp, "role", RELEASE, apps_ns) is not None
+            assert get(cp, "rolebinding", RELEASE, apps_ns) is not None
+
+        # The operator as the release would run it: its ServiceAccount's token, its Deployment's environment.
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        env = env_of(container)
+        assert set(env) >= setting_envs()
+        account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        with ReleaseOperator(cp, release_ns, account, env, tmp_path) as operator:
+            cp.kubectl("apply", "-n", apps_ns, "-f", str(EXAMPLES / "cluster.yaml"))
+            for pod in ("demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"):
+                wait_for(f"pod {pod}", lambda: get(cp, "pod", pod, apps_ns))
+            for service in ("demo-head", "demo-serve"):
+                wait_for(f"Service {service}", lambda: get(cp, "service", service, apps_ns))
+            cluster = wait_for("the ServeCluster's status", lambda: (lambda o: o if condition(o, "Ready") else None)(
+                get(cp, "scl", "demo", apps_ns)))
+            assert cluster["status"]["observedGeneration"] == cluster["metadata"]["generation"]
+            assert condition(cluster, "Ready")["reason"] == "HeadNotReady"
+            assert get(cp, "pod", "demo-head", apps_ns)["spec"]["containers"][0]["image"] == "rayproject/ray:2.60.0-py311"
+            # A ServeCluster without spec.image gets the chart's rayImage (SERVEPLANE_DEFAULT_IMAGE).
+            bare = {"apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeCluster", "metadata": {"name": "bare"},
+                    "spec": {"workerGroups": []}}
+            cp.kubectl("apply", "-n", apps_ns, "-f", "-", input=yaml.safe_dump(bare))
+            head = wait_for("pod bare-head", lambda: get(cp, "pod", "bare-head", apps_ns))
+            assert head["spec"]["containers"][0]["image"] == "serveplane/runtime:0.1.0"
+        operator.assert_clean()
+        cp.kubectl("delete", "scl", "demo", "bare", "-n", apps_ns, "--wait=false")
+    finally:
+        result = helm("uninstall", RELEASE, "--namespace", release_ns, "--wait", "--timeout=120s", check=False,
+                      cluster=True)
+    assert result.returncode == 0, result.stderr
+    for kind, name in RELEASE_OBJECTS:
+        assert get(cp, kind, name, release_ns) is None, f"{kind}/{name} survived helm uninstall"
+    for kind, name in CLUSTER_OBJECTS:
+        assert get(cp, kind, name) is None, f"{kind}/{name} survived helm uninstall"
+    assert get(cp, "role", RELEASE, apps_ns) is None and get(cp, "rolebinding", RELEASE, apps_ns) is None
+    # The CRDs stay (with every ServeCluster in the cluster): Helm never deletes what crds/ installed.
+    assert get(cp, "crd", "serveclusters.serveplane.dev") is not None
+    for name in (release_ns, apps_ns):
+        cp.kubectl("delete", "namespace", name, "--wait=false")
