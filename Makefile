@@ -32,4 +32,5 @@ crds: $(STAMP)
 	$(BIN)/serveplane crds
 
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/compose_bench.py
+	$(BIN)/python bench/journey_bench.py
