@@ -1,4 +1,4 @@
-"""Write argocd-cm.yaml from the health scripts in health/ (a test fails when it is out of date).
+"""Write argocd-cm.yaml from the health script in health/ (one script serves the three kinds) (a test fails when it is out of date).
 
     .venv/bin/python argocd/render.py
 """
@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-KINDS = {"servecluster": "ServeCluster", "serveapplication": "ServeApplication", "servedeployment": "ServeDeployment"}
+KINDS = ("ServeCluster", "ServeApplication", "ServeDeployment")
+SCRIPT = HERE / "health" / "serveplane.lua"
 HEADER = """\
 # Argo CD health checks of serveplane's three kinds. Merge the `data` keys into your argocd-cm ConfigMap
 # (kubectl -n argocd patch configmap argocd-cm --patch-file argocd/argocd-cm.yaml), or copy them into the Argo CD
-# Helm chart's `configs.cm`. Generated from argocd/health/*.lua by argocd/render.py; do not edit here.
+# Helm chart's `configs.cm`. Generated from argocd/health/serveplane.lua by argocd/render.py; do not edit here.
 apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -26,8 +27,8 @@ data:
 
 def render() -> str:
     out = [HEADER]
-    for stem, kind in KINDS.items():
-        script = (HERE / "health" / f"{stem}.lua").read_text()
+    script = SCRIPT.read_text()
+    for kind in KINDS:
         body = "".join(f"    {line}" if line.strip() else "\n" for line in script.splitlines(keepends=True))
         out.append(f"  resource.customizations.health.serveplane.dev_{kind}: |\n{body}")
     return "".join(out)

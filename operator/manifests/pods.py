@@ -71,16 +71,20 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
 def _pod(
     *,
     name: str,
-    component: str,
+    node: HeadSpec | WorkerGroupSpec,
     namespace: str,
     cluster: str,
     uid: str,
+    spec: ServeClusterSpec,
     image: str,
-    args: list[str],
-    resources: dict[str, Any] | None,
-    env: list[dict[str, Any]],
+    head_address: str | None,
     extra_labels: dict[str, str],
 ) -> dict[str, Any]:
+    """One Ray node's pod: the head when `head_address` is None, else a worker joining that head."""
+    component = "head" if head_address is None else "worker"
+    resources, env = node.resources, node.env
+    args = _args(component, spec, node.ray_start_params, head_address)
+    image = spec.image or image
     meta = common.metadata(name=name, namespace=namespace, cluster=cluster, uid=uid, component=component)
     meta["labels"].update({common.NODE_TYPE_LABEL: component, **extra_labels})
     container: dict[str, Any] = {
@@ -123,16 +127,8 @@ def _stamp(pod: dict[str, Any]) -> dict[str, Any]:
 def head_pod(*, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str) -> dict[str, Any]:
     head: HeadSpec = spec.head
     pod = _pod(
-        name=common.head_pod_name(cluster),
-        component="head",
-        namespace=namespace,
-        cluster=cluster,
-        uid=uid,
-        image=spec.image or image,
-        args=_args("head", spec, head.ray_start_params, None),
-        resources=head.resources,
-        env=head.env,
-        extra_labels={},
+        name=common.head_pod_name(cluster), node=head, namespace=namespace, cluster=cluster, uid=uid, spec=spec,
+        image=image, head_address=None, extra_labels={},
     )
     if head.pod_template:
         pod = _deep_merge(pod, {k: v for k, v in head.pod_template.items() if k in ("metadata", "spec")})
@@ -141,27 +137,14 @@ def head_pod(*, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, 
 
 def worker_pods(*, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str) -> list[dict[str, Any]]:
     address = common.head_address(cluster, namespace)
-    pods = []
-    for group in spec.worker_groups:
-        pods += [_worker(cluster, namespace, uid, spec, image, group, index, address) for index in range(group.replicas)]
-    return pods
-
-
-def _worker(
-    cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str, group: WorkerGroupSpec, index: int,
-    address: str,
-) -> dict[str, Any]:
-    return _stamp(
-        _pod(
-            name=common.worker_pod_name(cluster, group.name, index),
-            component="worker",
-            namespace=namespace,
-            cluster=cluster,
-            uid=uid,
-            image=spec.image or image,
-            args=_args("worker", spec, group.ray_start_params, address),
-            resources=group.resources,
-            env=group.env,
-            extra_labels={common.GROUP_LABEL: group.name},
+    return [
+        _stamp(
+            _pod(
+                name=common.worker_pod_name(cluster, group.name, index), node=group, namespace=namespace,
+                cluster=cluster, uid=uid, spec=spec, image=image, head_address=address,
+                extra_labels={common.GROUP_LABEL: group.name},
+            )
         )
-    )
+        for group in spec.worker_groups
+        for index in range(group.replicas)
+    ]

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 import yaml
-
-lua51 = pytest.importorskip("lupa.lua51")
+from lupa import lua51
 
 REPO = Path(__file__).resolve().parents[2]
 HEALTH = REPO / "argocd" / "health"
 FIXTURES = REPO / "tests" / "fixtures" / "argocd"
-KINDS = {"servecluster": "ServeCluster", "serveapplication": "ServeApplication", "servedeployment": "ServeDeployment"}
+KINDS = ("ServeCluster", "ServeApplication", "ServeDeployment")
+SCRIPT = HEALTH / "serveplane.lua"
 WAITING = "waiting for the serveplane operator to observe"
 
 
@@ -36,8 +36,7 @@ def run_health(script: str, obj: dict[str, Any]) -> dict[str, str]:
 
 
 def health(obj: dict[str, Any]) -> dict[str, str]:
-    kind = obj["kind"].lower()
-    return run_health((HEALTH / f"{kind}.lua").read_text(), obj)
+    return run_health(SCRIPT.read_text(), obj)
 
 
 def fixture(name: str) -> dict[str, Any]:
@@ -137,7 +136,7 @@ def cond(kind: str, status: str, reason: str, message: str = "") -> dict[str, An
     return {"type": kind, "status": status, "reason": reason, "message": message}
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS.values()))
+@pytest.mark.parametrize("kind", sorted(KINDS))
 def test_rules(kind: str) -> None:
     assert health(obj_with(kind, 3, None)) == {"status": "Progressing", "message": f"{WAITING} {kind} generation 3"}
     ready = [cond("Ready", "True", "Running", "fine")]
@@ -161,22 +160,13 @@ def test_rules(kind: str) -> None:
         "status": "Progressing", "message": "Deploying: one moment"}
 
 
-def test_the_three_scripts_differ_only_in_their_kind() -> None:
-    texts = {stem: (HEALTH / f"{stem}.lua").read_text() for stem in KINDS}
-    assert sorted(p.stem for p in HEALTH.glob("*.lua")) == sorted(KINDS)
-    normal = {re.sub(r"\b(ServeCluster|ServeApplication|ServeDeployment)\b", "KIND", t) for t in texts.values()}
-    assert len(normal) == 1
-    for stem, kind in KINDS.items():
-        assert f'local KIND = "{kind}"' in texts[stem]
-
-
 def test_argocd_cm_snippet_carries_exactly_the_scripts() -> None:
     cm = yaml.safe_load((REPO / "argocd" / "argocd-cm.yaml").read_text())
     assert (cm["apiVersion"], cm["kind"], cm["metadata"]["name"]) == ("v1", "ConfigMap", "argocd-cm")
-    keys = {f"resource.customizations.health.serveplane.dev_{kind}": stem for stem, kind in KINDS.items()}
+    keys = [f"resource.customizations.health.serveplane.dev_{kind}" for kind in KINDS]
     assert set(keys) <= set(cm["data"])
-    for key, stem in keys.items():
-        assert cm["data"][key] == (HEALTH / f"{stem}.lua").read_text(), f"{key} is out of date: run argocd/render.py"
+    for key in keys:
+        assert cm["data"][key] == SCRIPT.read_text(), f"{key} is out of date: run argocd/render.py"
 
 
 def test_app_of_apps_sync_waves() -> None:

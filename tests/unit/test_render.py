@@ -86,7 +86,7 @@ def test_serve_config_has_both_example_apps_and_serve_accepts_it(rendered):
     assert apps["hello"]["route_prefix"] == "/hello"
     assert apps["hello"]["args"] == {"greeting": "Hello from serveplane"}
     assert apps["hello"]["deployments"] == [
-        {"name": "Hello", "num_replicas": 2, "ray_actor_options": {"num_cpus": 0.1}},
+        {"name": "Hello", "num_replicas": 2, "ray_actor_options": {"num_cpus": 0.1}, "max_replicas_per_node": 1},
     ]
     assert apps["composed"]["import_path"] == "serveplane.examples.composed:app"
     assert apps["composed"]["args"] == {"factor": 2}

@@ -1,9 +1,9 @@
--- Argo CD health of a serveplane.dev ServeCluster (the same script serves all three kinds; only KIND differs).
+-- Argo CD health of serveplane.dev's ServeCluster, ServeApplication and ServeDeployment: one script for all three.
 -- Not observed yet (no status, or status.observedGeneration behind metadata.generation): Progressing.
 -- Degraded=True: Degraded (also while Ready=True: the last good config still runs, but the synced spec was
 -- refused, and Argo CD must say so). Ready=True: Healthy. Anything else: Progressing.
 -- The message is "Reason: message" of the condition that decided, then of the others that are set.
-local KIND = "ServeCluster"
+local KIND = obj.kind or "resource"
 
 local function find(conditions, kind)
   for _, c in ipairs(conditions) do
