@@ -31,7 +31,8 @@ def crd_files() -> dict[str, str]:
     """File name -> YAML text of each generated CRD."""
     from .api.crdgen import all_crds
 
-    header = "# Generated from the pydantic models by `serveplane crds`; do not edit.\n"
+    # The leading `---` keeps the files valid when concatenated, as `helm show crds` does.
+    header = "# Generated from the pydantic models by `serveplane crds`; do not edit.\n---\n"
     return {
         f"{crd['spec']['group']}_{crd['spec']['names']['plural']}.yaml": header + yaml.safe_dump(crd, sort_keys=False)
         for crd in all_crds()

@@ -2,12 +2,34 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the operator cannot use; the message names it."""
+
+
+def _read(env: dict[str, str], name: str, parse: Callable[[str], T], default: T, check: Callable[[T], bool]) -> T:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = parse(raw)
+    except ValueError:
+        value = None  # type: ignore[assignment]
+    if value is None or not check(value):
+        raise SettingsError(f"{name}={raw!r} is not valid (default: {default!r})")
+    return value
 
 
 @dataclass(frozen=True)
 class Settings:
-    default_image: str = "rayproject/ray:2.60.0-py311"
+    default_image: str = "serveplane/runtime:0.1.0"
+    """Ray plus serveplane's runtime (helm/Dockerfile.runtime); a plain Ray image lacks the pods' entrypoint."""
     poll_fast_s: float = 2.0
     """Poll interval while anything deploys, starts or fails."""
     poll_slow_s: float = 15.0
@@ -22,15 +44,17 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
-        defaults = cls()
+        d = cls()
+        positive, port = (lambda v: v > 0), (lambda v: 0 < v < 65536)
+        levels = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
         spaces = tuple(n.strip() for n in env.get("SERVEPLANE_NAMESPACES", "").split(",") if n.strip())
         return cls(
-            default_image=env.get("SERVEPLANE_DEFAULT_IMAGE", defaults.default_image),
-            poll_fast_s=float(env.get("SERVEPLANE_POLL_FAST_S", defaults.poll_fast_s)),
-            poll_slow_s=float(env.get("SERVEPLANE_POLL_SLOW_S", defaults.poll_slow_s)),
-            dashboard_timeout_s=float(env.get("SERVEPLANE_DASHBOARD_TIMEOUT_S", defaults.dashboard_timeout_s)),
-            metrics_port=int(env.get("SERVEPLANE_METRICS_PORT", defaults.metrics_port)),
-            health_port=int(env.get("SERVEPLANE_HEALTH_PORT", defaults.health_port)),
+            default_image=_read(env, "SERVEPLANE_DEFAULT_IMAGE", str, d.default_image, bool),
+            poll_fast_s=_read(env, "SERVEPLANE_POLL_FAST_S", float, d.poll_fast_s, positive),
+            poll_slow_s=_read(env, "SERVEPLANE_POLL_SLOW_S", float, d.poll_slow_s, positive),
+            dashboard_timeout_s=_read(env, "SERVEPLANE_DASHBOARD_TIMEOUT_S", float, d.dashboard_timeout_s, positive),
+            metrics_port=_read(env, "SERVEPLANE_METRICS_PORT", int, d.metrics_port, port),
+            health_port=_read(env, "SERVEPLANE_HEALTH_PORT", int, d.health_port, port),
             namespaces=spaces,
-            log_level=env.get("SERVEPLANE_LOG_LEVEL", defaults.log_level).upper(),
+            log_level=_read(env, "SERVEPLANE_LOG_LEVEL", str.upper, d.log_level, levels.__contains__),
         )

@@ -73,8 +73,11 @@ def cluster_status(view: ClusterView, composition: Composition | None, applied: 
         ready = (False, "HeadNotReady", f"waiting for head pod {view.head_pod or '(none yet)'} to become ready")
     elif view.serve is None:
         ready = (False, "DashboardUnavailable", f"the Ray dashboard does not answer: {view.serve_error}")
-    elif view.healthy_proxies == 0:
+    elif view.healthy_proxies == 0 and composition is not None and composition.app_names:
         ready = (False, "NoHealthyProxy", "no Serve proxy reports HEALTHY yet")
+    elif view.healthy_proxies == 0:
+        # Serve starts its proxies with the first application; a cluster without one is up, not broken.
+        ready = (True, "Idle", f"{view.ready_nodes} Ray pods are ready; no application is deployed yet")
     else:
         ready = (True, "Serving", f"{view.healthy_proxies} healthy Serve proxies on {view.ready_nodes} Ray pods")
     if view.rejected:
@@ -83,6 +86,8 @@ def cluster_status(view: ClusterView, composition: Composition | None, applied: 
         progressing = (True, "PodsStarting", f"{view.ready_nodes} of {view.desired_nodes} Ray pods are ready")
     elif composition is not None and applied.get("appliedConfigHash") != composition.config_hash:
         progressing = (True, "Submitting", "the Serve config has changed and is being submitted")
+    elif not ready[0]:
+        progressing = (True, ready[1], ready[2])
     else:
         progressing = (False, "Stable", "all Ray pods are ready and the Serve config is applied")
     degraded = (True, "ConfigRejected", f"Serve refused the config: {view.rejected}") if view.rejected else OK
@@ -164,9 +169,9 @@ def deployment_status(sdep: Obj, verdict: Verdict | None, serve_app: dict[str, A
     target = objects.spec(sdep).get("deploymentName") or objects.name(sdep)
     details = ((serve_app or {}).get("deployments") or {}).get(target)
     if verdict is None:
-        msg = f"application {objects.spec(sdep).get('application')!r} is not part of a running ServeCluster"
-        ready, progressing, degraded = (False, "ApplicationNotFound", msg), (False, "ApplicationNotFound", msg), (
-            True, "ApplicationNotFound", msg)
+        # Like an application waiting for its cluster: GitOps may apply the pieces in any order.
+        msg = f"waiting for application {objects.spec(sdep).get('application')!r} to exist on a ServeCluster"
+        ready, progressing, degraded = (False, "ApplicationNotFound", msg), (True, "WaitingForApplication", msg), OK
     elif not verdict.ok:
         ready, progressing, degraded = (False, verdict.reason, verdict.message), (False, verdict.reason, ""), (
             True, verdict.reason, verdict.message)

@@ -58,7 +58,7 @@ EXPECTED: dict[str, tuple[str, str | list[str]]] = {
     "serveapplication-cluster-unavailable": (
         "Progressing", ["ClusterUnavailable: the Ray cluster's dashboard does not answer"]),
     "servedeployment-application-not-found": (
-        "Degraded", "ApplicationNotFound: application 'composed' is not part of a running ServeCluster"),
+        "Progressing", "ApplicationNotFound: waiting for application 'composed' to exist on a ServeCluster"),
     # computed with operator/status.py from Serve's answers
     "servecluster-serving": ("Healthy", "Serving: 3 healthy Serve proxies on 3 Ray pods"),
     "servecluster-config-rejected": (

@@ -65,7 +65,7 @@ def test_objects_are_pods_services_and_an_ingress(rendered):
 
 def test_pods_use_the_image_of_the_example(rendered):
     pods = [o for o in rendered["Kubernetes objects"] if o["kind"] == "Pod"]
-    assert {p["spec"]["containers"][0]["image"] for p in pods} == {"rayproject/ray:2.60.0-py311"}
+    assert {p["spec"]["containers"][0]["image"] for p in pods} == {"serveplane/runtime:0.1.0"}
     head_args = pods[0]["spec"]["containers"][0]["args"]
     assert "--ray-param=num-cpus=2" in head_args
 

@@ -105,10 +105,17 @@ def test_cluster_dashboard_unavailable():
     assert "connection refused" in cond(wire, "Ready")["message"]
 
 
-def test_cluster_without_healthy_proxy():
-    wire = status.cluster_status(view(serve_report(healthy=0)), None, {})
+def test_cluster_without_healthy_proxy(k8s):
+    comp = composition([k8s.app("hello")])
+    wire = status.cluster_status(view(serve_report(healthy=0)), comp, {"appliedConfigHash": comp.config_hash})
     assert summary(wire)["Ready"] == ("False", "NoHealthyProxy")
+    assert summary(wire)["Progressing"] == ("True", "NoHealthyProxy"), "waiting for proxies is progress, not stable"
     assert wire["healthyProxies"] == 0
+
+
+def test_cluster_without_applications_is_ready_with_no_proxy():
+    wire = status.cluster_status(view(serve_report(healthy=0)), None, {})
+    assert summary(wire)["Ready"] == ("True", "Idle")
 
 
 def test_cluster_submitting_a_changed_config():
@@ -319,7 +326,9 @@ def test_deployment_with_a_bad_verdict(k8s, reason):
 
 def test_deployment_of_no_running_application(k8s):
     wire = status.deployment_status(sdep_of(k8s), None, None)
-    assert summary(wire)["Degraded"] == ("True", "ApplicationNotFound")
+    assert summary(wire)["Ready"] == ("False", "ApplicationNotFound")
+    assert summary(wire)["Progressing"] == ("True", "WaitingForApplication")
+    assert summary(wire)["Degraded"][0] == "False", "applied before its application, it waits like one"
     assert "'hello'" in cond(wire, "Ready")["message"]
 
 
