@@ -6,6 +6,7 @@ running under its own RBAC. The steps run in order and build on each other, as a
 """
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -21,25 +22,15 @@ import yaml
 from serveplane.localcluster.controlplane import ControlPlane
 from serveplane.localcluster.noderunner.launcher import NodeRunnerProcess
 from serveplane.localcluster.operatorproc import OperatorProcess
+from serveplane.localcluster.testkit import wait_for as _wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NS = "journey"
 pytestmark = pytest.mark.timeout(1500)
+# Ray on a 2-core machine: the journey's waits are longer than the API-server tests'.
+wait_for = functools.partial(_wait_for, timeout=240.0, interval=1.0)
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 240.0, interval: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-        except (OSError, KeyError, ValueError) as error:
-            last = error
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
 
 
 class World:
@@ -265,16 +256,8 @@ def test_deleting_an_application_removes_it_from_serve_only(world: World) -> Non
 
 
 def test_operator_metrics_follow_the_journey(world: World) -> None:
-    with urllib.request.urlopen(world.operator.metrics_url, timeout=10) as answer:
-        text = answer.read().decode()
-
     def value(name: str, **labels: str) -> float:
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
-                if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                    total += float(line.rsplit(" ", 1)[1])
-        return total
+        return metric(world, name, **labels)
 
     # The first submission, scale, args, bad apps added and removed, the new head, the deleted application.
     assert value("serveplane_serve_config_submissions_total", result="applied") >= 6
@@ -285,6 +268,36 @@ def test_operator_metrics_follow_the_journey(world: World) -> None:
     assert value("serveplane_reconcile_total", kind="ServeCluster") > 10
     assert value("serveplane_spec_to_applied_seconds_count") >= 6
     assert value("serveplane_resources", kind="serveapplications", ready="True") == 1
+
+
+def test_operator_restart_resubmits_nothing_and_restarts_nothing(world: World) -> None:
+    def snapshot() -> tuple[dict[str, Any], dict[str, float]]:
+        pods = {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
+                for p in world.items("pods")}
+        deployed = {name: app["last_deployed_time_s"] for name, app in world.serve_status()["applications"].items()}
+        return pods, deployed
+
+    before = snapshot()
+    world.operator.stop()
+    world.operator.start()
+    # Let the new operator reconcile several rounds before judging what it did.
+    wait_for("a few reconciles by the new operator", lambda: metric(world, "serveplane_reconcile_total") >= 3, timeout=60)
+    assert metric(world, "serveplane_serve_config_submissions_total") == 0, "a restarted operator must not resubmit"
+    assert metric(world, "serveplane_pod_actions_total") == 0
+    assert snapshot() == before
+    world.kubectl_wait_ready("scl/demo", "sapp/composed", timeout=60)
+
+
+def metric(world: World, name: str, **labels: str) -> float:
+    """Sum of a metric's samples (with these labels) as the operator exports them now."""
+    with urllib.request.urlopen(world.operator.metrics_url, timeout=10) as answer:
+        text = answer.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def test_deleting_the_cluster_leaves_nothing_behind(world: World) -> None:

@@ -46,7 +46,8 @@ class Kube:
             # Raw JSON, not the client's model classes: the operator works on plain dicts throughout.
             result = await asyncio.to_thread(fn, *args, _preload_content=False, **kwargs)
         except ApiException as error:
-            if error.status in tolerate:
+            # Writing into a namespace being deleted is refused with 403; nothing there needs us any more.
+            if error.status in tolerate or (error.status == 403 and "NamespaceTerminating" in (error.body or "")):
                 return None
             raise
         return json.loads(result.data) if result.data else None

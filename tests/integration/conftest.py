@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from serveplane.localcluster.controlplane import ControlPlane
+
 _STARTUP_TIMEOUT_S = 180.0
 _TEARDOWN_TIMEOUT_S = 30.0
 
@@ -185,3 +187,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "ray_head" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.ray)
+
+
+@pytest.fixture
+def namespace(controlplane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of the test's own, removed afterwards, pods and all."""
+    name = "t-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[5:45].strip("-")
+    controlplane.kubectl("create", "namespace", name)
+    yield name
+    # No kubelet confirms pod deletions here: finish them, so the namespace really goes and a later suite's
+    # node runner does not inherit these pods.
+    controlplane.kubectl("delete", "scl", "--all", "-n", name, "--wait=false")
+    controlplane.kubectl("delete", "pods", "--all", "-n", name, "--grace-period=0", "--force")
+    controlplane.kubectl("delete", "namespace", name, "--wait=false")

@@ -17,6 +17,7 @@ import pytest
 
 from serveplane.localcluster.controlplane import ControlPlane
 from serveplane.localcluster.operatorproc import OperatorProcess, install
+from serveplane.localcluster.testkit import condition, get_object, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MANIFESTS = [EXAMPLES / "cluster.yaml", EXAMPLES / "hello.yaml", EXAMPLES / "composed.yaml"]
@@ -27,27 +28,12 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 KUBECTL_MANAGERS = {"kubectl", "kubectl-client-side-apply", "kubectl-last-applied", "before-first-apply"}
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
 
 
 def get(cp: ControlPlane, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-    result = cp.kubectl("get", kind, name, "-n", namespace, "-o", "json", "--show-managed-fields", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
+    return get_object(cp, kind, name, namespace, "--show-managed-fields")
 
 
-def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
-    for item in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if item["type"] == kind:
-            return item
-    return {}
 
 
 def files(paths: list[Path]) -> list[str]:
@@ -64,12 +50,6 @@ def operator(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactor
     assert "Traceback" not in log, "the operator failed a reconcile:\n" + proc.log_tail(200)
 
 
-@pytest.fixture
-def namespace(controlplane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = "t-gitops-" + request.node.name.lower().replace("_", "-")[5:30].strip("-")
-    controlplane.kubectl("create", "namespace", name)
-    yield name
-    controlplane.kubectl("delete", "namespace", name, "--wait=false")
 
 
 def observed(cp: ControlPlane, namespace: str) -> dict[tuple[str, str], dict[str, Any]] | None:

@@ -11,12 +11,10 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,9 @@ import yaml
 from serveplane.localcluster.controlplane import ControlPlane
 from serveplane.localcluster.helm import ensure_helm
 from serveplane.localcluster.operatorproc import CRDS_DIR, RULES_FILE
+from serveplane.localcluster.processes import free_port
+from serveplane.localcluster.testkit import condition, wait_for
+from serveplane.localcluster.testkit import get_object as get
 from serveplane.operator.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,21 +55,8 @@ MONITORING_CRDS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 90.0, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
 
 
 class Helm:
@@ -321,17 +309,8 @@ def test_bad_values_fail_helm_install_naming_the_value(helm: Helm, case: str) ->
 # --- a real install ---------------------------------------------------------------------------------------------
 
 
-def get(cp: ControlPlane, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
-    args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
-    result = cp.kubectl(*args, check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
 
 
-def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
-    for item in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if item["type"] == kind:
-            return item
-    return {}
 
 
 class ReleaseOperator:
@@ -401,7 +380,9 @@ def test_install_run_the_operator_as_the_release_and_uninstall(
     release_ns, apps_ns = f"t-helm-release-{scope}", f"t-helm-apps-{scope}"
     for name in (release_ns, apps_ns):
         cp.kubectl("create", "namespace", name)
-    values = ["--set", f"watchNamespaces={{{apps_ns}}}"] if scope == "namespaced" else []
+    # A rayImage of its own, so the pods show that the release's setting reached the operator.
+    values = ["--set", "rayImage.repository=registry.example.com/serveplane/runtime"]
+    values += ["--set", f"watchNamespaces={{{apps_ns}}}"] if scope == "namespaced" else []
     out = helm("install", RELEASE, str(CHART), "--namespace", release_ns, *values, cluster=True).stdout
     assert "STATUS: deployed" in out
     try:
@@ -432,13 +413,14 @@ def test_install_run_the_operator_as_the_release_and_uninstall(
                 get(cp, "scl", "demo", apps_ns)))
             assert cluster["status"]["observedGeneration"] == cluster["metadata"]["generation"]
             assert condition(cluster, "Ready")["reason"] == "HeadNotReady"
-            assert get(cp, "pod", "demo-head", apps_ns)["spec"]["containers"][0]["image"] == "rayproject/ray:2.60.0-py311"
+            example_image = yaml.safe_load((EXAMPLES / "cluster.yaml").read_text())["spec"]["image"]
+            assert get(cp, "pod", "demo-head", apps_ns)["spec"]["containers"][0]["image"] == example_image
             # A ServeCluster without spec.image gets the chart's rayImage (SERVEPLANE_DEFAULT_IMAGE).
             bare = {"apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeCluster", "metadata": {"name": "bare"},
                     "spec": {"workerGroups": []}}
             cp.kubectl("apply", "-n", apps_ns, "-f", "-", input=yaml.safe_dump(bare))
             head = wait_for("pod bare-head", lambda: get(cp, "pod", "bare-head", apps_ns))
-            assert head["spec"]["containers"][0]["image"] == "serveplane/runtime:0.1.0"
+            assert head["spec"]["containers"][0]["image"] == "registry.example.com/serveplane/runtime:0.1.0"
         operator.assert_clean()
         cp.kubectl("delete", "scl", "demo", "bare", "-n", apps_ns, "--wait=false")
     finally:

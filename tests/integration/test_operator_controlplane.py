@@ -7,8 +7,7 @@ envtest-based suites do. Pod IPs are set to 127.0.0.2, where nothing listens, so
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +16,14 @@ import yaml
 
 from serveplane.localcluster.controlplane import ControlPlane, KubectlError
 from serveplane.localcluster.operatorproc import OperatorProcess, install
+from serveplane.localcluster.testkit import condition, wait_for
+from serveplane.localcluster.testkit import get_object as get
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
 
 
-def get(cp: ControlPlane, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
-    result = cp.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
 
 
 def apply(cp: ControlPlane, docs: list[dict[str, Any]] | str, namespace: str, *extra: str) -> str:
@@ -54,11 +43,6 @@ def mark_ready(cp: ControlPlane, pod: str, namespace: str) -> None:
     cp.kubectl("patch", "pod", pod, "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(status))
 
 
-def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
-    for item in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if item["type"] == kind:
-            return item
-    return {}
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +55,6 @@ def operator(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactor
     assert "Traceback" not in log, "the operator failed a reconcile:\n" + proc.log_tail(200)
 
 
-@pytest.fixture
-def namespace(controlplane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = "t-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
-    controlplane.kubectl("create", "namespace", name)
-    yield name
-    controlplane.kubectl("delete", "namespace", name, "--wait=false")
 
 
 def cluster_doc(workers: int = 2) -> dict[str, Any]:
@@ -271,10 +249,11 @@ def test_kubectl_scale_uses_the_scale_subresource(
     # Its application does not exist: the operator says so on the resource instead of failing silently.
     orphan = wait_for(
         "ApplicationNotFound",
-        lambda: (lambda o: o if condition(o, "Degraded").get("reason") == "ApplicationNotFound" else None)(
+        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ApplicationNotFound" else None)(
             get(controlplane, "sdep", "model", namespace)
         ),
     )
+    assert condition(orphan, "Progressing")["reason"] == "WaitingForApplication"
     assert orphan["status"]["observedGeneration"] == orphan["metadata"]["generation"]
 
 
