@@ -35,6 +35,8 @@ def _forget(plural: str, body: kopf.Body) -> None:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = Settings.from_env()
     logging.getLogger().setLevel(config.log_level)
+    # kopf logs every handled watch event at INFO; those lines drown the operator's own below DEBUG.
+    logging.getLogger("kopf.objects").setLevel(logging.DEBUG if config.log_level == "DEBUG" else logging.WARNING)
     # kopf would otherwise turn every log line of a handler into a Kubernetes Event.
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300

@@ -95,40 +95,45 @@ def ensure_binary() -> Path:
             f"{src} not found: building the control plane needs a source checkout of serveplane "
             "(or set SERVEPLANE_CLUSTER_BINARY to a prebuilt binary)"
         )
-    target = cached_binary_path(src)
+    version = kubernetes_version(src)
+    return go_build_cached(
+        what=f"the Kubernetes {version} control plane", src=src, target=cached_binary_path(src),
+        ldflags=ldflags(version), package=".",
+    )
+
+
+def go_build_cached(*, what: str, src: Path, target: Path, ldflags: str, package: str) -> Path:
+    """Build `package` of the Go module in `src` into `target` once; every later call, in any process, reuses it."""
     if target.is_file():
         return target
-
     target.parent.mkdir(parents=True, exist_ok=True)
     # A lock, so two pytest sessions or a dev shell and CI do not both spend
-    # ten minutes building the same thing.
+    # minutes building the same thing.
     with open(target.parent / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if target.is_file():
-            return target
-        _build(src, target)
+        if not target.is_file():
+            _build(what, src, target, ldflags, package)
     return target
 
 
-def _build(src: Path, target: Path) -> None:
+def _build(what: str, src: Path, target: Path, flags: str, package: str) -> None:
     go = shutil.which("go")
     if go is None:
-        raise RuntimeError("the Go toolchain (go) is needed to build the local control plane")
-    version = kubernetes_version(src)
+        raise RuntimeError(f"the Go toolchain (go) is needed to build {what}")
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     env = dict(os.environ, GOWORK="off", CGO_ENABLED="0")
-    cmd = [go, "build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags(version), "-o", str(tmp), "."]
-    _log(f"building Kubernetes {version} control plane into {target} (a cold build takes many minutes)")
+    cmd = [go, "build", "-trimpath", "-buildvcs=false", "-ldflags", flags, "-o", str(tmp), package]
+    _log(f"building {what} into {target} (a cold build takes minutes)")
     started = time.monotonic()
     # Go's own output goes to fd 2 too, so a slow build is visibly alive; the
     # raw fd works even when sys.stderr is replaced by a capture object.
     result = subprocess.run(cmd, cwd=src, env=env, stdout=2, stderr=2)
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"go build failed with exit code {result.returncode}")
+        raise RuntimeError(f"go build of {what} failed with exit code {result.returncode}")
     # Rename last, so a half-written file is never mistaken for a cached build.
     os.replace(tmp, target)
-    _log(f"built in {time.monotonic() - started:.0f}s")
+    _log(f"built {what} in {time.monotonic() - started:.0f}s")
 
 
 if __name__ == "__main__":

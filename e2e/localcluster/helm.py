@@ -8,17 +8,12 @@ CLI at exactly the versions its go.sum pins. As with the control plane (build.py
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from .build import cache_root as _cluster_cache_root
-from .build import source_hash
+from .build import go_build_cached, source_hash
 
 BINARY_NAME = "helm"
 PACKAGE = "helm.sh/helm/v3/cmd/helm"
@@ -60,10 +55,6 @@ def cached_binary_path(src: Path | None = None) -> Path:
     return cache_root() / source_hash(src or source_dir()) / BINARY_NAME
 
 
-def _log(msg: str) -> None:
-    print(f"[serveplane.localcluster] {msg}", file=sys.stderr, flush=True)
-
-
 def ensure_helm() -> Path:
     """Return the helm binary, building it first if it is not cached.
 
@@ -75,33 +66,9 @@ def ensure_helm() -> Path:
     src = source_dir()
     if not (src / "go.mod").is_file():
         raise RuntimeError(f"{src} not found: building helm needs a source checkout (or set SERVEPLANE_HELM_BINARY)")
-    target = cached_binary_path(src)
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if target.is_file():
-            return target
-        _build(src, target)
-    return target
-
-
-def _build(src: Path, target: Path) -> None:
-    go = shutil.which("go")
-    if go is None:
-        raise RuntimeError("the Go toolchain (go) is needed to build helm")
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    env = dict(os.environ, GOWORK="off", CGO_ENABLED="0")
-    cmd = [go, "build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags(src), "-o", str(tmp), PACKAGE]
-    _log(f"building helm into {target} (a cold build takes a few minutes)")
-    started = time.monotonic()
-    result = subprocess.run(cmd, cwd=src, env=env, stdout=2, stderr=2)
-    if result.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"go build of helm failed with exit code {result.returncode}")
-    os.replace(tmp, target)
-    _log(f"built helm in {time.monotonic() - started:.0f}s")
+    return go_build_cached(
+        what="helm", src=src, target=cached_binary_path(src), ldflags=ldflags(src), package=PACKAGE
+    )
 
 
 if __name__ == "__main__":

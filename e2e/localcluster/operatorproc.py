@@ -93,6 +93,12 @@ class OperatorProcess:
                 time.sleep(0.3)
         raise TimeoutError(f"the operator did not become healthy:\n{self.log_tail()}")
 
+    def assert_clean(self) -> None:
+        """Fail if the operator was ever denied by RBAC or failed a reconcile (its log is the witness)."""
+        log = self.log_path.read_text(errors="replace")
+        assert "Forbidden" not in log and " 403" not in log, "the operator hit RBAC denials:\n" + self.log_tail()
+        assert "Traceback" not in log, "the operator failed a reconcile:\n" + self.log_tail(200)
+
     def log_tail(self, lines: int = 60) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

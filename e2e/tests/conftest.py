@@ -37,5 +37,4 @@ def operator_process(controlplane: ControlPlane, tmp_path_factory: pytest.TempPa
     install(controlplane)
     with OperatorProcess(controlplane, tmp_path_factory.mktemp("e2e-operator")) as proc:
         yield proc
-    log = proc.log_path.read_text()
-    assert "Forbidden" not in log, "the operator hit RBAC denials:\n" + proc.log_tail()
+    proc.assert_clean()

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from serveplane.localcluster.controlplane import ControlPlane
+from serveplane.localcluster.operatorproc import OperatorProcess, install
 
 _STARTUP_TIMEOUT_S = 180.0
 _TEARDOWN_TIMEOUT_S = 30.0
@@ -200,3 +201,12 @@ def namespace(controlplane: ControlPlane, request: pytest.FixtureRequest) -> Ite
     controlplane.kubectl("delete", "scl", "--all", "-n", name, "--wait=false")
     controlplane.kubectl("delete", "pods", "--all", "-n", name, "--grace-period=0", "--force")
     controlplane.kubectl("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture(scope="module")
+def operator(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """The operator as its own ServiceAccount under the chart's RBAC, one per test module; its log must stay clean."""
+    install(controlplane)
+    with OperatorProcess(controlplane, tmp_path_factory.mktemp("operator")) as proc:
+        yield proc
+    proc.assert_clean()

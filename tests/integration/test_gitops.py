@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from serveplane.localcluster.controlplane import ControlPlane
-from serveplane.localcluster.operatorproc import OperatorProcess, install
+from serveplane.localcluster.operatorproc import OperatorProcess
 from serveplane.localcluster.testkit import condition, get_object, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -39,15 +38,6 @@ def get(cp: ControlPlane, kind: str, name: str, namespace: str) -> dict[str, Any
 def files(paths: list[Path]) -> list[str]:
     return [arg for path in paths for arg in ("-f", str(path))]
 
-
-@pytest.fixture(scope="module")
-def operator(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    install(controlplane)
-    with OperatorProcess(controlplane, tmp_path_factory.mktemp("gitops-operator")) as proc:
-        yield proc
-    log = proc.log_path.read_text()
-    assert "Forbidden" not in log and " 403" not in log, "the operator hit RBAC denials:\n" + proc.log_tail()
-    assert "Traceback" not in log, "the operator failed a reconcile:\n" + proc.log_tail(200)
 
 
 

@@ -7,7 +7,7 @@ envtest-based suites do. Pod IPs are set to 127.0.0.2, where nothing listens, so
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from serveplane.localcluster.controlplane import ControlPlane, KubectlError
-from serveplane.localcluster.operatorproc import OperatorProcess, install
+from serveplane.localcluster.operatorproc import OperatorProcess
 from serveplane.localcluster.testkit import condition, wait_for
 from serveplane.localcluster.testkit import get_object as get
 
@@ -44,15 +44,6 @@ def mark_ready(cp: ControlPlane, pod: str, namespace: str) -> None:
 
 
 
-
-@pytest.fixture(scope="module")
-def operator(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    install(controlplane)
-    with OperatorProcess(controlplane, tmp_path_factory.mktemp("operator")) as proc:
-        yield proc
-    log = proc.log_path.read_text()
-    assert "Forbidden" not in log and " 403" not in log, "the operator hit RBAC denials:\n" + proc.log_tail()
-    assert "Traceback" not in log, "the operator failed a reconcile:\n" + proc.log_tail(200)
 
 
 
