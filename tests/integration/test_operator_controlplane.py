@@ -7,6 +7,7 @@ envtest-based suites do. Pod IPs are set to 127.0.0.2, where nothing listens, so
 from __future__ import annotations
 
 import json
+import time
 
 from pathlib import Path
 from typing import Any
@@ -255,3 +256,44 @@ def test_kubectl_get_serveplane_lists_all_kinds(controlplane: ControlPlane, oper
     ]
     explained = controlplane.kubectl("explain", "serveapplication.spec").stdout
     assert "importPath" in explained and "package.module:attribute" in explained
+
+
+def test_a_changed_pod_spec_rolls_one_pod_at_a_time_without_extra_pods(
+    controlplane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    def pods() -> dict[str, dict[str, Any]]:
+        found = json.loads(controlplane.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+        return {p["metadata"]["name"]: p for p in found}
+
+    apply(controlplane, [cluster_doc(workers=1)], namespace)
+    for pod in ("demo-head", "demo-worker-cpu-0"):
+        wait_for(pod, lambda: get(controlplane, "pod", pod, namespace))
+        mark_ready(controlplane, pod, namespace)
+    controlplane.kubectl(
+        "patch", "scl", "demo", "-n", namespace, "--type=merge", "-p", json.dumps({"spec": {"image": "ray:new"}})
+    )
+    # Workers go first, one at a time; nothing is added beside them, so an upgrade never doubles the cluster.
+    first = wait_for(
+        "one pod to be replaced",
+        lambda: [n for n, p in pods().items() if p["metadata"].get("deletionTimestamp")],
+    )
+    assert first == ["demo-worker-cpu-0"]
+    time.sleep(3)
+    now = pods()
+    assert len(now) == 2 and not now["demo-head"]["metadata"].get("deletionTimestamp")
+    # The kubelet's part: the old worker stops; the operator then creates it anew with the new image.
+    controlplane.kubectl("delete", "pod", "demo-worker-cpu-0", "-n", namespace, "--grace-period=0", "--force")
+    worker = wait_for(
+        "the new worker",
+        lambda: (lambda p: p if p and p["spec"]["containers"][0]["image"] == "ray:new" else None)(
+            get(controlplane, "pod", "demo-worker-cpu-0", namespace)
+        ),
+    )
+    assert not get(controlplane, "pod", "demo-head", namespace)["metadata"].get("deletionTimestamp"), (
+        "the head waits until the new worker is ready"
+    )
+    mark_ready(controlplane, worker["metadata"]["name"], namespace)
+    wait_for(
+        "the head to be replaced last",
+        lambda: get(controlplane, "pod", "demo-head", namespace)["metadata"].get("deletionTimestamp"),
+    )
