@@ -190,8 +190,9 @@ def compose(
 
     def keep_last_good(name: str, verdict: Verdict) -> None:
         last = serve.deployed.get(name)
-        if last is not None and last.get("route_prefix") not in routes:
-            routes[last.get("route_prefix")] = name
+        last_route = str((last or {}).get("route_prefix") or "/")
+        if last is not None and last_route not in routes:
+            routes[last_route] = name
             composed.append(last)
             verdict = Verdict(False, verdict.reason, verdict.message + "; Serve keeps running its last good config")
         verdicts[name] = verdict

@@ -7,7 +7,7 @@ users' resources and a GitOps tool sees no drift. The only mark the operator lea
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from prometheus_client import start_http_server
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def _post_event(obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
-    kopf.event(obj, type=kind, reason=reason, message=message)
+    kopf.event(cast(kopf.Body, obj), type=kind, reason=reason, message=message)
 
 
 def _forget(plural: str, body: kopf.Body) -> None:

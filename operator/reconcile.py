@@ -82,7 +82,7 @@ class Reconciler:
     async def write_status(self, plural: str, obj: Obj, new: dict[str, Any]) -> None:
         patch = status_patch(STATUS_MODELS[plural], objects.status(obj), new)
         ready = conditions.find(new.get("conditions") or [], conditions.READY)
-        metrics.record_ready(plural, objects.namespace(obj), objects.name(obj), ready and ready.get("status"))
+        metrics.record_ready(plural, objects.namespace(obj), objects.name(obj), ready.get("status") if ready else None)
         if patch is not None:
             await self.kube.patch_custom_status(plural, objects.namespace(obj), objects.name(obj), patch)
 
@@ -242,8 +242,8 @@ class Reconciler:
         applied = {"appliedConfigHash": composition.config_hash, "appliedHeadUid": objects.uid(head)}
         # Record at once: if the operator stops right here, its successor must not submit again.
         await self.kube.patch_custom_status(CLUSTERS, namespace, name, applied)
-        serve, error = await self._read_serve(namespace, name, head["status"]["podIP"])
-        return serve, error, applied
+        serve, problem = await self._read_serve(namespace, name, head["status"]["podIP"])
+        return serve, problem, applied
 
     async def _invalid_cluster(self, cluster: Obj, message: str) -> None:
         generation = objects.generation(cluster)

@@ -135,6 +135,7 @@ def application_status(
     serve_app = view.serve_app(name) if view else None
     # Where it answers: Serve's word first, since a refused change leaves the last good route running.
     route = (serve_app or {}).get("route_prefix") or objects.spec(app).get("routePrefix") or f"/{name}"
+    ready: tuple[bool | None, str, str]
     if cluster_missing:
         cluster = objects.spec(app).get("cluster", "default")
         msg = f"waiting for ServeCluster {cluster!r} in namespace {objects.namespace(app)!r} to exist"

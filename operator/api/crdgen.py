@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from .base import GROUP, VERSION
 from .kinds import CATEGORY, KINDS, Kind
 
@@ -76,7 +78,7 @@ def _structural(node: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _model_schema(model: type) -> dict[str, Any]:
+def _model_schema(model: type[BaseModel]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})
     return _structural(_resolve(raw, defs))
