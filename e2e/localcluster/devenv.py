@@ -19,6 +19,10 @@ from .nodes import DEFAULT_NODE_NAMES
 
 
 def default_state_dir() -> Path:
+    """$SERVEPLANE_DEV_STATE_DIR, else serveplane/dev in the user's cache dir."""
+    override = os.environ.get("SERVEPLANE_DEV_STATE_DIR")
+    if override:
+        return Path(override)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "serveplane" / "dev"
 

@@ -2,25 +2,35 @@
 running as its own ServiceAccount. Everything is stopped at the end, and nothing may be left running."""
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from serveplane.localcluster.controlplane import ControlPlane
 from serveplane.localcluster.noderunner.launcher import NodeRunnerProcess
+from serveplane.localcluster.noderunner.procs import marked_pids
 from serveplane.localcluster.operatorproc import OperatorProcess, install
 
 
-def ray_processes(marker: str) -> list[str]:
-    """Command lines of live processes that mention `marker` (a pod's state dir or a Ray temp dir)."""
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if marker in line and "ps -eo" not in line]
+def pod_processes(instance: int) -> list[str]:
+    """Command lines of live processes started for pods by node runner `instance`.
+
+    The runner marks every container's environment, and Ray's own processes (raylet, GCS, workers, Serve
+    replicas) inherit it, so this finds them all, however they were spawned.
+    """
+    lines = []
+    for pid in marked_pids(f"{instance}/"):
+        try:
+            lines.append(f"{pid} " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            continue
+    return lines
 
 
 @pytest.fixture(scope="session")
-def leftovers() -> Callable[[str], list[str]]:
-    return ray_processes
+def leftovers() -> Callable[[int], list[str]]:
+    return pod_processes
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +38,8 @@ def noderunner(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFact
     runner = NodeRunnerProcess(controlplane.kubeconfig, ["node-1"], tmp_path_factory.mktemp("noderunner"))
     with runner:
         yield runner
-    leftovers = ray_processes(str(runner.state_dir))
-    assert not leftovers, "processes outlived the node runner:\n" + "\n".join(leftovers)
+    left = pod_processes(int(runner.info["instance"]))
+    assert not left, "processes outlived the node runner:\n" + "\n".join(left)
 
 
 @pytest.fixture(scope="session")

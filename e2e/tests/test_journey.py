@@ -37,7 +37,7 @@ class World:
     def __init__(self, cp: ControlPlane, runner: NodeRunnerProcess, operator: OperatorProcess) -> None:
         self.cp, self.runner, self.operator = cp, runner, operator
         self.timings: dict[str, float] = {}
-        self.leftovers: Callable[[str], list[str]] = lambda marker: []
+        self.leftovers: Callable[[int], list[str]] = lambda instance: []
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         result = self.cp.kubectl("get", kind, name, "-n", NS, "-o", "json", check=False)
@@ -120,7 +120,7 @@ def world(
     controlplane: ControlPlane,
     noderunner: NodeRunnerProcess,
     operator_process: OperatorProcess,
-    leftovers: Callable[[str], list[str]],
+    leftovers: Callable[[int], list[str]],
 ) -> Iterator[World]:
     controlplane.kubectl("create", "namespace", NS)
     w = World(controlplane, noderunner, operator_process)
@@ -301,8 +301,12 @@ def metric(world: World, name: str, **labels: str) -> float:
 
 
 def test_deleting_the_cluster_leaves_nothing_behind(world: World) -> None:
+    instance = int(world.runner.info["instance"])
+    running = world.leftovers(instance)
+    # Three Ray nodes with Serve: many processes (raylets, GCS, workers, replicas), all marked as the pods'.
+    assert len(running) > 10 and any("raylet" in line for line in running), running
     world.cp.kubectl("delete", "scl", "demo", "-n", NS, "--wait=false")
     wait_for("every pod to go", lambda: world.items("pods") == [], timeout=180)
     for kind, name in (("service", "demo-head"), ("service", "demo-serve"), ("ingress", "demo-serve")):
         wait_for(f"{kind} {name} to go", lambda: world.get(kind, name) is None)
-    wait_for("no pod process left", lambda: not world.leftovers(str(world.runner.state_dir / "pods")), timeout=60)
+    wait_for("no pod process left", lambda: not world.leftovers(instance), timeout=60)
