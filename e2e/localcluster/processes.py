@@ -110,7 +110,8 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def signal_group(pgid: int, sig: int) -> None:
+    """Signal a whole process group; one that is already gone is fine."""
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
@@ -120,11 +121,11 @@ def _signal_group(pgid: int, sig: int) -> None:
 def stop_groups(pgids: list[int], grace: float = 10.0) -> None:
     """SIGTERM the process groups, wait up to ``grace`` seconds, then SIGKILL what is left."""
     for pgid in pgids:
-        _signal_group(pgid, signal.SIGTERM)
+        signal_group(pgid, signal.SIGTERM)
     if _wait_gone(pgids, grace):
         return
     for pgid in pgids:
-        _signal_group(pgid, signal.SIGKILL)
+        signal_group(pgid, signal.SIGKILL)
     _wait_gone(pgids, 5.0)
 
 

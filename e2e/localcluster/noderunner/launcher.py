@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .cleanup import cleanup
-from .runner import READY_FILE
+from .runner import READY_FILE, pod_dir
 
 _PR_SET_PDEATHSIG = 1
 
@@ -65,10 +65,10 @@ class NodeRunnerProcess:
         return self.state_dir / "noderunner.log"
 
     def pod_dir(self, namespace: str, pod: str) -> Path:
-        return self.state_dir / "pods" / f"{namespace}_{pod}"
+        return pod_dir(self.state_dir, namespace, pod)
 
     def pod_log(self, namespace: str, pod: str, container: str) -> Path:
-        return self.pod_dir(namespace, pod) / f"{container}.log"
+        return pod_dir(self.state_dir, namespace, pod) / f"{container}.log"
 
     def __enter__(self) -> NodeRunnerProcess:
         return self.start()

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from ..processes import signal_group
 from .instance import MARKER_ENV
 from .network import IP
 
@@ -99,13 +100,6 @@ def marked_pids(prefix: str, *, exact: bool = False) -> list[int]:
         if marker == prefix if exact else marker.startswith(prefix):
             found.append(int(entry))
     return found
-
-
-def signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def signal_pids(pids: Iterable[int], sig: int) -> None:

@@ -29,6 +29,11 @@ from .pod import PodWorker, RunnerContext
 log = logging.getLogger(__name__)
 
 READY_FILE = "noderunner.json"
+
+
+def pod_dir(state_dir: Path, namespace: str, pod: str) -> Path:
+    """Where a pod's logs and working directory live: one layout for the runner and whoever reads it."""
+    return state_dir / "pods" / f"{namespace}_{pod}"
 SYNC_TIMEOUT = 60.0
 # How long a finished pod's uid is remembered, so late watch events for it are ignored.
 TOMBSTONE_SECONDS = 600.0
@@ -77,10 +82,10 @@ class NodeRunner:
         return self._instance_lock.instance
 
     def pod_dir(self, namespace: str, pod: str) -> Path:
-        return self.state_dir / "pods" / f"{namespace}_{pod}"
+        return pod_dir(self.state_dir, namespace, pod)
 
     def pod_log(self, namespace: str, pod: str, container: str) -> Path:
-        return self.pod_dir(namespace, pod) / f"{container}.log"
+        return pod_dir(self.state_dir, namespace, pod) / f"{container}.log"
 
     def __enter__(self) -> NodeRunner:
         return self.start()
