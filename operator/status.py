@@ -106,13 +106,27 @@ def cluster_status(view: ClusterView, composition: Composition | None, applied: 
     return status.to_wire()
 
 
+MESSAGE_LIMIT = 1000
+
+
+def serve_summary(message: str) -> str:
+    """Serve's message made fit for a condition: a traceback shrinks to its last line, which names the error.
+
+    The whole text stays in the status's `message` field for whoever needs the stack.
+    """
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if len(lines) > 1 and any(line.startswith("Traceback") for line in lines):
+        message = lines[-1] + " (full traceback in status.message)"
+    return message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 3] + "..."
+
+
 def _serve_app_conditions(
     serve_app: dict[str, Any] | None, was_ready: bool
 ) -> tuple[tuple[bool | None, str, str], tuple[bool, str, str], tuple[bool, str, str]]:
     if serve_app is None:
         waiting = (False, "Submitted", "the application was submitted; Serve has not reported it yet")
         return waiting, (True, "Submitted", waiting[2]), OK
-    state, message = serve_app.get("status", ""), serve_app.get("message", "")
+    state, message = serve_app.get("status", ""), serve_summary(serve_app.get("message", ""))
     if state == "RUNNING":
         return (True, "Running", "Serve reports the application RUNNING"), (False, "Running", ""), OK
     if state in ("DEPLOYING", "NOT_STARTED"):
@@ -180,7 +194,7 @@ def deployment_status(sdep: Obj, verdict: Verdict | None, serve_app: dict[str, A
         msg = verdict.message if verdict.waiting else f"Serve has not reported deployment {target!r} yet"
         ready, progressing, degraded = (False, "Waiting", msg), (True, "Waiting", msg), OK
     else:
-        state, message = details.get("status", ""), details.get("message", "")
+        state, message = details.get("status", ""), serve_summary(details.get("message", ""))
         running, wanted = _running_replicas(details), details.get("target_num_replicas")
         text = f"{running} of {wanted} replicas running; Serve reports {state}" + (f": {message}" if message else "")
         healthy = state == "HEALTHY"

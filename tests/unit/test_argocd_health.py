@@ -73,8 +73,8 @@ EXPECTED: dict[str, tuple[str, str | list[str]]] = {
     "serveapplication-submitted": (
         "Progressing", "Submitted: the application was submitted; Serve has not reported it yet"),
     "serveapplication-deploy-failed": (
-        "Degraded", ["DeployFailed: Serve reports DEPLOY_FAILED: Deploying app 'hello' failed",
-                     "ModuleNotFoundError: No module named 'nonexistent_module_xyz'"]),
+        "Degraded", ["DeployFailed: Serve reports DEPLOY_FAILED: ModuleNotFoundError: No module named "
+                     "'nonexistent_module_xyz' (full traceback in status.message)"]),
     "serveapplication-unhealthy": ("Degraded", ["Unhealthy: Serve reports UNHEALTHY: The deployments ['Hello']"]),
     "serveapplication-route-conflict-kept-running": (
         "Degraded", "RoutePrefixConflict: route prefix /composed is already used by ServeApplication 'composed' "

@@ -444,3 +444,25 @@ def test_status_patch_does_not_modify_its_arguments():
     status_patch(ServeDeploymentStatus, old, new)
     assert old == {"conditions": old_conditions(), "replicas": 1}
     assert new == new_copy
+
+
+def test_a_serve_traceback_shrinks_to_its_error_in_conditions_but_stays_whole_in_the_status(k8s):
+    traceback = (
+        "Traceback (most recent call last):\n  File \"/x/ray/serve/_private/api.py\", line 3, in build\n"
+        "    module = importlib.import_module(name)\nModuleNotFoundError: No module named 'no_such_module_xyz'\n"
+    )
+    app = k8s.app("broken")
+    serve = serve_report(apps={"broken": {"status": "DEPLOY_FAILED", "message": traceback, "deployments": {}}})
+    wire = status.application_status(app, Verdict(True, "Composed", ""), view(serve))
+    degraded = cond(wire, "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "DeployFailed"
+    assert degraded["message"] == (
+        "Serve reports DEPLOY_FAILED: ModuleNotFoundError: No module named 'no_such_module_xyz' "
+        "(full traceback in status.message)"
+    )
+    assert wire["message"] == traceback
+
+
+def test_a_long_serve_message_is_capped_in_conditions():
+    assert len(status.serve_summary("x" * 5000)) == status.MESSAGE_LIMIT
+    assert status.serve_summary("plain message") == "plain message"
