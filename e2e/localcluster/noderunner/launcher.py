@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .cleanup import cleanup
-from .runner import READY_FILE, pod_dir
+from .pod import pod_dir
+from .runner import READY_FILE
 
 _PR_SET_PDEATHSIG = 1
 

@@ -36,6 +36,11 @@ SANDBOX_RETRY = 2.0
 MAX_SLEEP = 1.0
 
 
+def pod_dir(state_dir: Path, namespace: str, pod: str) -> Path:
+    """Where a pod's logs and working directory live: one layout for the runner and whoever reads it."""
+    return state_dir / "pods" / f"{namespace}_{pod}"
+
+
 @dataclass
 class RunnerContext:
     """What every pod worker shares with the runner."""
@@ -46,11 +51,11 @@ class RunnerContext:
     dns: ClusterDns
     node_slots: Mapping[str, int]
     host_ip: str
-    pods_dir: Path
+    state_dir: Path
 
     def pod_dir(self, namespace: str, name: str, uid: str) -> Path:
         """``<state>/pods/<ns>_<name>``; an earlier pod of the same name has its dir moved aside."""
-        directory = self.pods_dir / f"{namespace}_{name}"
+        directory = pod_dir(self.state_dir, namespace, name)
         uid_file = directory / "uid"
         if directory.exists():
             old = uid_file.read_text().strip() if uid_file.exists() else "unknown"

@@ -30,10 +30,6 @@ log = logging.getLogger(__name__)
 
 READY_FILE = "noderunner.json"
 
-
-def pod_dir(state_dir: Path, namespace: str, pod: str) -> Path:
-    """Where a pod's logs and working directory live: one layout for the runner and whoever reads it."""
-    return state_dir / "pods" / f"{namespace}_{pod}"
 SYNC_TIMEOUT = 60.0
 # How long a finished pod's uid is remembered, so late watch events for it are ignored.
 TOMBSTONE_SECONDS = 600.0
@@ -81,12 +77,6 @@ class NodeRunner:
             raise RuntimeError("not started")
         return self._instance_lock.instance
 
-    def pod_dir(self, namespace: str, pod: str) -> Path:
-        return pod_dir(self.state_dir, namespace, pod)
-
-    def pod_log(self, namespace: str, pod: str, container: str) -> Path:
-        return pod_dir(self.state_dir, namespace, pod) / f"{container}.log"
-
     def __enter__(self) -> NodeRunner:
         return self.start()
 
@@ -124,7 +114,7 @@ class NodeRunner:
             dns=dns,
             node_slots={name: slot for slot, name in enumerate(self.nodes, start=1)},
             host_ip=instance.gateway,
-            pods_dir=self.state_dir / "pods",
+            state_dir=self.state_dir,
         )
         heartbeat = NodeHeartbeat(kube, self.nodes, instance.gateway, self._stop)
         heartbeat.beat()
