@@ -35,7 +35,9 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def spawn(argv: list[str], log_path: Path, *, detach: bool, env: dict[str, str] | None = None) -> subprocess.Popen:
+def spawn(
+    argv: list[str], log_path: Path, *, detach: bool, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.Popen:
     """Start ``argv`` in a new session with stdout/stderr going to ``log_path``.
 
     ``detach`` lets the process outlive this Python process (for ``dev up``).
@@ -51,6 +53,7 @@ def spawn(argv: list[str], log_path: Path, *, detach: bool, env: dict[str, str] 
             preexec_fn=None if detach else _die_with_parent,
             close_fds=True,
             env=env,
+            cwd=str(cwd) if cwd else None,
         )
 
 

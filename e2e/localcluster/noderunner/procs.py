@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from ..processes import signal_group
+from ..processes import signal_group, spawn
 from .instance import MARKER_ENV
 from .network import IP
 
@@ -36,20 +36,13 @@ def in_netns(netns: str, argv: list[str]) -> list[str]:
 def spawn_container(
     argv: list[str], *, netns: str, hostname: str, env: Mapping[str, str], cwd: Path, log_path: Path
 ) -> subprocess.Popen:
-    """Start a container's main process; stdout and stderr are appended to ``log_path``."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    """Start a container's main process; stdout and stderr are appended to ``log_path``.
+
+    Detached from the runner's own lifetime: the runner stops containers itself, and `cleanup` finds any a
+    killed runner left behind by their marker.
+    """
     full = in_netns(netns, [UNSHARE, "--uts", "--", SH, "-c", _SHIM, "sh", hostname, *argv])
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            full,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            cwd=str(cwd),
-            start_new_session=True,
-            close_fds=True,
-        )
+    return spawn(full, log_path, detach=True, env=dict(env), cwd=cwd)
 
 
 def run_in_netns(
