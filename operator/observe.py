@@ -61,6 +61,11 @@ class DashboardPool:
         self._clients.clear()
 
 
+def serve_app_names(serve: dict[str, Any] | None) -> set[str] | None:
+    """The applications Serve reports (deleting ones included), or None when Serve could not be asked."""
+    return None if serve is None else set(serve.get("applications") or {})
+
+
 def serve_view(serve: dict[str, Any] | None, apps: list[Obj]) -> ServeView:
     """Serve's running configs (the last good ones) and each application's known deployment names.
 

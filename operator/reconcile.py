@@ -24,7 +24,7 @@ from .clients.kube import Kube
 from .compose import Composition, compose, validation_message
 from .manifests import common, network, pods
 from .objects import Obj
-from .observe import DashboardPool, serve_view, timed
+from .observe import DashboardPool, serve_app_names, serve_view, timed
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ class Reconciler:
         serve, serve_error = await self._read_serve(namespace, name, head_ip)
         composition = compose(spec, apps, sdeps, serve_view(serve, apps))
         applied = {k: objects.status(cluster).get(k) for k in ("appliedConfigHash", "appliedHeadUid")}
+        memory.composed_since.setdefault(composition.config_hash, time.monotonic())
         reason = None
         if head is not None:
             reason = plan.submit_reason(
@@ -131,18 +132,19 @@ class Reconciler:
                 head_uid=objects.uid(head),
                 applied=applied,
                 composed_apps=set(composition.app_names),
-                serve_apps=set((serve or {}).get("applications") or {}) if serve is not None else None,
+                serve_apps=serve_app_names(serve),
                 rejected_hash=memory.rejected_hash,
             )
-        memory.composed_since.setdefault(composition.config_hash, time.monotonic())
-        if reason is not None and head is not None:
-            serve, serve_error, applied = await self._submit(cluster, head, composition, reason, memory, serve, applied)
+            if reason is not None:
+                serve, serve_error, applied = await self._submit(
+                    cluster, head, composition, reason, memory, serve, applied
+                )
         rejected = memory.rejected_text if memory.rejected_hash == composition.config_hash else None
 
         for pod_name, label in plan.proxy_labels(owned, serve).items():
             await self.kube.label_pod(namespace, pod_name, {common.PROXY_LABEL: label})
         await self._converge_ingress(name, namespace, uid, spec, composition)
-        serve_apps = set((serve or {}).get("applications") or {}) if serve is not None else None
+        serve_apps = serve_app_names(serve)
         for app in apps:
             wanted = plan.finalizers_to_set(app, serve_apps)
             if wanted is not None:
