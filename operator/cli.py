@@ -100,10 +100,23 @@ def parser() -> argparse.ArgumentParser:
     dev = sub.add_parser(
         "dev", help="the local trial: up (control plane, node runner, operator, Ray, examples), down, kubectl ARGS..."
     )
-    dev.add_argument("action", choices=["up", "down", "kubectl"])
-    dev.add_argument("--control-plane-only", action="store_true", help="with up: start only the control plane")
-    dev.add_argument("rest", nargs=argparse.REMAINDER)
-    dev.set_defaults(func=_dev)
+    # Also accepted before the action (`dev --control-plane-only up`), the order that used to be the only one working.
+    dev.add_argument("--control-plane-only", action="store_true", help=argparse.SUPPRESS)
+    dev.set_defaults(func=_dev, rest=[])
+    actions = dev.add_subparsers(dest="action", required=True)
+    up = actions.add_parser("up", help="start it all (or reuse what runs) and print the curl lines")
+    # SUPPRESS: when not given here, keep what the `dev` level set instead of overwriting it with False.
+    up.add_argument(
+        "--control-plane-only", action="store_true", default=argparse.SUPPRESS,
+        help="start only the control plane and print `export KUBECONFIG=...`",
+    )
+    actions.add_parser("down", help="stop and remove everything `up` started")
+    # No argv string can start with NUL, so this parser sees no options at all: every argument after `kubectl`
+    # (`-n x`, `-h`, `--`, even `--control-plane-only`) goes to kubectl untouched and in order.
+    kubectl = actions.add_parser(
+        "kubectl", help="the bundled kubectl, against the dev control plane", prefix_chars="\0", add_help=False
+    )
+    kubectl.add_argument("rest", nargs=argparse.REMAINDER, metavar="ARGS")
     return top
 
 
