@@ -222,3 +222,24 @@ def compose(
 
     config = {**_serve_options(cluster), "applications": sorted(composed, key=lambda a: a["name"])}
     return Composition(config, config_hash(config), verdicts, parsed.verdicts)
+
+
+def serve_view(serve: dict[str, Any] | None, apps: list[Obj]) -> ServeView:
+    """Serve's running configs (the last good ones) and each application's known deployment names.
+
+    Deployment names also come from the ServeApplication's status, so they survive a head restart.
+    """
+    reported = (serve or {}).get("applications") or {}
+    deployed = {
+        name: details["deployed_app_config"]
+        for name, details in reported.items()
+        if details.get("status") == "RUNNING" and details.get("deployed_app_config")
+    }
+    known: dict[str, frozenset[str]] = {}
+    for app in apps:
+        name = objects.name(app)
+        names = set((objects.status(app).get("deployments") or {}).keys())
+        names |= set(((reported.get(name) or {}).get("deployments") or {}).keys())
+        if names:
+            known[name] = frozenset(names)
+    return ServeView(deployed=deployed, deployments=known)

@@ -1,4 +1,8 @@
-"""The only module with kopf decorators: watch events wake per-cluster loops; nothing else happens here.
+"""The only module with kopf decorators: kopf's watches feed the store and wake cluster loops; nothing else.
+
+Every watched kind has an index handler, which is where the store is fed: kopf runs index handlers for the
+whole initial listing before it calls any other handler, so the first event handler call proves the store
+complete (`loops.synced()`), and no round ever plans from half a listing (which would recreate existing pods).
 
 No change-detecting handlers (on.create/update) are used, so kopf keeps no bookkeeping annotations on the
 users' resources and a GitOps tool sees no drift. The only mark the operator leaves is the finalizer
@@ -6,29 +10,33 @@ users' resources and a GitOps tool sees no drift. The only mark the operator lea
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from typing import Any, cast
 
 import kopf
-from prometheus_client import start_http_server
+from kubernetes import client
+from prometheus_client import REGISTRY, start_http_server
 
-from . import metrics, objects
+from . import leader, metrics
 from .api.base import GROUP, VERSION
+from .cache import APPS, CLUSTERS, CUSTOM, DEPLOYMENTS, INGRESSES, PODS, SERVICES, Store
 from .clients.kube import Kube, load_config
+from .executor import Executor
 from .loops import ClusterLoops
 from .manifests import common
-from .reconcile import APPS, CLUSTERS, DEPLOYMENTS, Reconciler
+from .observe import DashboardPool
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+# Server-side filter of the watches of owned objects: the operator never holds anyone else's pods.
+OWNED = "app.kubernetes.io/managed-by=serveplane"
+
 
 def _post_event(obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
     kopf.event(cast(kopf.Body, obj), type=kind, reason=reason, message=message)
-
-
-def _forget(plural: str, body: kopf.Body) -> None:
-    metrics.record_ready(plural, body["metadata"]["namespace"], body["metadata"]["name"], None)
 
 
 @kopf.on.startup()
@@ -39,64 +47,117 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     logging.getLogger("kopf.objects").setLevel(logging.DEBUG if config.log_level == "DEBUG" else logging.WARNING)
     # kopf would otherwise turn every log line of a handler into a Kubernetes Event.
     settings.posting.level = logging.WARNING
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
+    # Long watches that resume from their last resourceVersion (kopf asks for bookmarks): no re-listing.
+    settings.watching.server_timeout = 600
+    settings.watching.client_timeout = 630
+    for plural in (PODS, SERVICES, INGRESSES):
+        settings.watching.label_selectors[plural] = OWNED
     load_config()
     start_http_server(config.metrics_port)
-    reconciler = Reconciler(Kube(), config, _post_event)
-    memo["loops"] = ClusterLoops(reconciler, config)
-    memo["reconciler"] = reconciler
+    store = Store()
+    REGISTRY.register(metrics.ResourcesCollector(store.all, CUSTOM))
+    dashboards = DashboardPool(config.dashboard_timeout_s)
+    executor = Executor(Kube(), store, dashboards, _post_event)
+    loops = ClusterLoops(store, executor, dashboards, config)
+    memo["store"], memo["loops"], memo["dashboards"] = store, loops, dashboards
+    lease = leader.config_from_env(os.environ)
+    if lease is None:
+        loops.leading()
+    else:
+        elector = leader.LeaderElector(api=client.CoordinationV1Api(), config=lease)
+        memo["elector"] = elector
+        memo["election"] = asyncio.create_task(_lead(elector, loops), name="serveplane:leader-election")
+
+
+async def _lead(elector: leader.LeaderElector, loops: ClusterLoops) -> None:
+    """Wait for the lease, reconcile while holding it; on losing it, stop at once and exit, as client-go's
+    leader election does: a restarted process comes back as a standby with a fresh store."""
+    await elector.acquire()
+    log.info("leader election: this operator holds the lease; reconciling")
+    loops.leading()
+    await elector.hold()
+    log.error("leader election: the lease was lost; stopping so another replica leads alone")
+    await loops.stop()
+    os._exit(1)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    election = memo.get("election")
+    if election is not None:
+        election.cancel()
     await memo["loops"].stop()
-    await memo["reconciler"].dashboards.close()
+    if memo.get("elector") is not None and memo["elector"].is_leader:
+        await memo["elector"].release()
+    await memo["dashboards"].close()
+
+
+def _index(plural: str, body: kopf.Body, memo: kopf.Memo) -> None:
+    memo["loops"].wake(memo["store"].put(plural, dict(body)))
+
+
+def _event(plural: str, body: kopf.Body, type: str | None, memo: kopf.Memo) -> None:
+    loops: ClusterLoops = memo["loops"]
+    loops.synced()
+    if type == "DELETED":
+        loops.wake(memo["store"].remove(plural, dict(body)))
+
+
+@kopf.index(GROUP, VERSION, CLUSTERS)
+async def cluster_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _index(CLUSTERS, body, memo)
+
+
+@kopf.index(GROUP, VERSION, APPS)
+async def application_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _index(APPS, body, memo)
+
+
+@kopf.index(GROUP, VERSION, DEPLOYMENTS)
+async def deployment_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _index(DEPLOYMENTS, body, memo)
+
+
+@kopf.index("", "v1", PODS, labels={common.CLUSTER_LABEL: kopf.PRESENT})
+async def pod_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _index(PODS, body, memo)
+
+
+@kopf.index("", "v1", SERVICES, labels={common.CLUSTER_LABEL: kopf.PRESENT})
+async def service_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _index(SERVICES, body, memo)
+
+
+@kopf.index("networking.k8s.io", "v1", INGRESSES, labels={common.CLUSTER_LABEL: kopf.PRESENT})
+async def ingress_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    _index(INGRESSES, body, memo)
 
 
 @kopf.on.event(GROUP, VERSION, CLUSTERS)
 async def cluster_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    memo["loops"].wake(namespace, name)
-    if type == "DELETED":
-        _forget(CLUSTERS, body)
-        reconciler: Reconciler = memo["reconciler"]
-        for app in await reconciler.kube.list_custom(APPS, namespace):
-            if objects.spec(app).get("cluster", "default") == name:
-                await reconciler.orphan_application(app)
+    _event(CLUSTERS, body, type, memo)
 
 
 @kopf.on.event(GROUP, VERSION, APPS)
 async def application_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    if type == "DELETED":
-        _forget(APPS, body)
-        return
-    namespace, cluster = body["metadata"]["namespace"], body.get("spec", {}).get("cluster", "default")
-    reconciler: Reconciler = memo["reconciler"]
-    if memo["loops"].known(namespace, cluster) or await reconciler.kube.get_custom(CLUSTERS, namespace, cluster):
-        memo["loops"].wake(namespace, cluster)
-        # The application may have moved from another cluster, which must drop it.
-        memo["loops"].wake_namespace(namespace)
-    else:
-        await reconciler.orphan_application(dict(body))
+    _event(APPS, body, type, memo)
 
 
 @kopf.on.event(GROUP, VERSION, DEPLOYMENTS)
 async def deployment_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    if type == "DELETED":
-        _forget(DEPLOYMENTS, body)
-        memo["loops"].wake_namespace(body["metadata"]["namespace"])
-        return
-    namespace, application = body["metadata"]["namespace"], body.get("spec", {}).get("application", "")
-    reconciler: Reconciler = memo["reconciler"]
-    app = await reconciler.kube.get_custom(APPS, namespace, application)
-    cluster = objects.spec(app).get("cluster", "default") if app else None
-    if cluster and (memo["loops"].known(namespace, cluster) or await reconciler.kube.get_custom(CLUSTERS, namespace, cluster)):
-        memo["loops"].wake(namespace, cluster)
-    else:
-        await reconciler.orphan_deployment(dict(body))
+    _event(DEPLOYMENTS, body, type, memo)
 
 
-@kopf.on.event("", "v1", "pods", labels={common.CLUSTER_LABEL: kopf.PRESENT})
-async def pod_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    memo["loops"].wake(body["metadata"]["namespace"], body["metadata"]["labels"][common.CLUSTER_LABEL])
+@kopf.on.event("", "v1", PODS, labels={common.CLUSTER_LABEL: kopf.PRESENT})
+async def pod_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    _event(PODS, body, type, memo)
+
+
+@kopf.on.event("", "v1", SERVICES, labels={common.CLUSTER_LABEL: kopf.PRESENT})
+async def service_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    _event(SERVICES, body, type, memo)
+
+
+@kopf.on.event("networking.k8s.io", "v1", INGRESSES, labels={common.CLUSTER_LABEL: kopf.PRESENT})
+async def ingress_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    _event(INGRESSES, body, type, memo)

@@ -1,46 +1,93 @@
-"""One asyncio task per ServeCluster that reconciles it, fast while anything moves and slowly when steady.
+"""One asyncio task per cluster loop: observe -> plan -> act, woken by news from the store, polling Serve slowly.
 
-Any change to a cluster, its pods, applications or deployments wakes its loop; bursts of events collapse
-into one round. The loop ends by itself when its cluster is gone.
+A loop's key is (namespace, ServeCluster name), whether or not that ServeCluster exists: applications and
+deployments that name a missing cluster are looked after by the same loop, so every object reaches its goal
+from the store's current state, whatever order its events came in. A loop without a cluster ends after a
+clean round; any later news starts it again.
+
+Loops run only while this operator is active: its store holds the initial listing of every watched kind, and
+it is the leader (or runs without election). Until then, wakes are ignored; activating wakes every key.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Iterable
 
-from .reconcile import ClusterMemory, Outcome, Reconciler
+from . import metrics
+from .cache import Key, Store
+from .executor import ClusterMemory, Executor
+from .observe import DashboardPool, observe
+from .planner import plan_round
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 # A short pause before each round lets a burst of watch events (a pod's status, then its labels) settle.
-COALESCE_S = 0.2
+COALESCE_S = 0.02
 
 
 class ClusterLoops:
-    def __init__(self, reconciler: Reconciler, settings: Settings) -> None:
-        self.reconciler = reconciler
+    def __init__(self, store: Store, executor: Executor, dashboards: DashboardPool, settings: Settings) -> None:
+        self.store = store
+        self.executor = executor
+        self.dashboards = dashboards
         self.settings = settings
-        self._wakers: dict[tuple[str, str], asyncio.Event] = {}
-        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._synced = False
+        self._leading = False
+        self._wakers: dict[Key, asyncio.Event] = {}
+        self._tasks: dict[Key, asyncio.Task[None]] = {}
 
-    def wake(self, namespace: str, name: str) -> None:
-        key = (namespace, name)
-        if key in self._wakers:
-            self._wakers[key].set()
+    @property
+    def active(self) -> bool:
+        return self._synced and self._leading
+
+    def synced(self) -> None:
+        """The store holds the initial listing of every watched kind."""
+        if not self._synced:
+            self._synced = True
+            self._activate()
+
+    def leading(self) -> None:
+        """This operator holds the lease (or runs alone)."""
+        if not self._leading:
+            self._leading = True
+            self._activate()
+
+    def _activate(self) -> None:
+        if self.active:
+            keys = self.store.every_key()
+            log.info("reconciling %d cluster loops", len(keys))
+            self.wake(keys)
+
+    def wake(self, keys: Iterable[Key]) -> None:
+        if not self.active:
             return
-        self._wakers[key] = asyncio.Event()
-        self._tasks[key] = asyncio.create_task(self._run(key), name=f"serveplane:{namespace}/{name}")
+        for key in keys:
+            if key in self._wakers:
+                self._wakers[key].set()
+            else:
+                self._wakers[key] = asyncio.Event()
+                self._tasks[key] = asyncio.create_task(self._run(key), name=f"serveplane:{key[0]}/{key[1]}")
 
-    def wake_namespace(self, namespace: str) -> None:
-        for space, name in list(self._wakers):
-            if space == namespace:
-                self.wake(space, name)
+    async def _round(self, key: Key, memory: ClusterMemory) -> tuple[bool, bool, bool]:
+        """One round; (busy, done, submitted)."""
+        start = time.monotonic()
+        result = "error"
+        try:
+            snap = await observe(self.store, self.dashboards, key, memory.rejection)
+            plan = plan_round(snap, image=self.settings.default_image)
+            if plan.config_hash is not None:
+                memory.composed_since.setdefault(plan.config_hash, time.monotonic())
+            submitted = await self.executor.run(key, plan.actions, memory)
+            result = "gone" if plan.done else "busy" if plan.busy else "steady"
+            return plan.busy, plan.done, submitted
+        finally:
+            metrics.RECONCILES.labels("ServeCluster", result).inc()
+            metrics.RECONCILE_SECONDS.labels("ServeCluster").observe(time.monotonic() - start)
 
-    def known(self, namespace: str, name: str) -> bool:
-        return (namespace, name) in self._wakers
-
-    async def _run(self, key: tuple[str, str]) -> None:
+    async def _run(self, key: Key) -> None:
         namespace, name = key
         memory = ClusterMemory()
         waker = self._wakers[key]
@@ -50,15 +97,17 @@ class ClusterLoops:
                 await asyncio.sleep(COALESCE_S)
                 waker.clear()
                 try:
-                    outcome = await self.reconciler.cluster(namespace, name, memory)
+                    busy, done, submitted = await self._round(key, memory)
                     failures = 0
                 except Exception:  # one bad round must not end the loop; the next one starts afresh
                     failures += 1
                     log.exception("reconcile of ServeCluster %s/%s failed (%d in a row)", namespace, name, failures)
-                    outcome = Outcome(busy=True)
-                if outcome.gone:
+                    busy, done, submitted = True, False, False
+                if submitted:
+                    continue  # see at once what Serve made of the new config
+                if done:
                     return
-                interval = self.settings.poll_fast_s if outcome.busy else self.settings.poll_slow_s
+                interval = self.settings.poll_fast_s if busy else self.settings.poll_slow_s
                 interval = min(interval * 2 ** min(failures, 4), 60.0) if failures else interval
                 try:
                     await asyncio.wait_for(waker.wait(), timeout=interval)
@@ -70,6 +119,7 @@ class ClusterLoops:
                 del self._tasks[key]
 
     async def stop(self) -> None:
+        self._leading = False
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()

@@ -1,7 +1,15 @@
 """The operator's Prometheus metrics. Labels are bounded: kinds, results, methods and status classes only."""
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from . import conditions
 
 RECONCILES = Counter(
     "serveplane_reconcile_total", "Reconciles of a ServeCluster and everything on it, by result.", ["kind", "result"]
@@ -29,23 +37,26 @@ SPEC_TO_APPLIED_SECONDS = Histogram(
 POD_ACTIONS = Counter(
     "serveplane_pod_actions_total", "Ray pods created or deleted by the operator.", ["action"]
 )
-RESOURCES = Gauge(
-    "serveplane_resources", "Resources by kind and the status of their Ready condition.", ["kind", "ready"]
-)
-
-_ready: dict[tuple[str, str, str], str] = {}
 
 
-def record_ready(kind: str, namespace: str, name: str, ready: str | None) -> None:
-    """Track one resource's Ready status and refresh the per-kind gauge; None forgets the resource."""
-    key = (kind, namespace, name)
-    if ready is None:
-        _ready.pop(key, None)
-    else:
-        _ready[key] = ready
-    counts: dict[str, int] = {"True": 0, "False": 0, "Unknown": 0}
-    for (other, _, _), value in _ready.items():
-        if other == kind:
-            counts[value] = counts.get(value, 0) + 1
-    for value, count in counts.items():
-        RESOURCES.labels(kind, value).set(count)
+class ResourcesCollector(Collector):
+    """`serveplane_resources`: resources by kind and the status of their Ready condition, read from the store
+    at scrape time, so the gauge can never disagree with the statuses the operator last saw."""
+
+    def __init__(self, resources: Callable[[str], list[dict[str, Any]]], kinds: tuple[str, ...]) -> None:
+        self._resources = resources
+        self._kinds = kinds
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "serveplane_resources", "Resources by kind and the status of their Ready condition.", labels=["kind", "ready"]
+        )
+        for kind in self._kinds:
+            counts = {"True": 0, "False": 0, "Unknown": 0}
+            for obj in self._resources(kind):
+                found = conditions.find((obj.get("status") or {}).get("conditions") or [], conditions.READY)
+                value = str(found.get("status")) if found else "Unknown"
+                counts[value] = counts.get(value, 0) + 1
+            for value, count in counts.items():
+                gauge.add_metric([kind, value], count)
+        yield gauge

@@ -1,16 +1,21 @@
-"""Talking to one cluster's Ray dashboard, timed and counted, and reading Serve's answer into a ServeView."""
+"""The observe step of a round: a Snapshot from the watch-fed store, plus Serve's report from the head's dashboard.
+
+The store answers without a request; the dashboard is the one thing asked each round (timed and counted).
+"""
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from . import metrics, objects
-from .clients.dashboard import DashboardClient, DashboardRejected
-from .compose import ServeView
+from .cache import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, ORPHANS, PODS, SERVICES, Key, Store, app_cluster, deployment_app
+from .clients.dashboard import DashboardClient, DashboardError, DashboardRejected
 from .manifests import common
-from .objects import Obj
+from .snapshot import Rejection, Snapshot
 
 T = TypeVar("T")
 
@@ -61,27 +66,44 @@ class DashboardPool:
         self._clients.clear()
 
 
-def serve_app_names(serve: dict[str, Any] | None) -> set[str] | None:
-    """The applications Serve reports (deleting ones included), or None when Serve could not be asked."""
-    return None if serve is None else set(serve.get("applications") or {})
+def _from_store(store: Store, key: Key) -> Snapshot:
+    namespace, name = key
+    apps = tuple(a for a in store.in_namespace(APPS, namespace) if app_cluster(a) == name)
+    app_names = {objects.name(a) for a in apps}
+    if name == ORPHANS:
+        deployments = tuple(
+            d for d in store.in_namespace(DEPLOYMENTS, namespace)
+            if store.get(APPS, namespace, deployment_app(d)) is None
+        )
+    else:
+        deployments = tuple(d for d in store.in_namespace(DEPLOYMENTS, namespace) if deployment_app(d) in app_names)
+    return Snapshot(
+        namespace=namespace,
+        name=name,
+        cluster=store.get(CLUSTERS, namespace, name) if name != ORPHANS else None,
+        pods=tuple(sorted(store.owned(PODS, namespace, name), key=objects.name)),
+        services={objects.name(s): s for s in store.owned(SERVICES, namespace, name)},
+        ingresses={objects.name(i): i for i in store.owned(INGRESSES, namespace, name)},
+        apps=tuple(sorted(apps, key=objects.name)),
+        deployments=tuple(sorted(deployments, key=objects.name)),
+    )
 
 
-def serve_view(serve: dict[str, Any] | None, apps: list[Obj]) -> ServeView:
-    """Serve's running configs (the last good ones) and each application's known deployment names.
-
-    Deployment names also come from the ServeApplication's status, so they survive a head restart.
-    """
-    reported = (serve or {}).get("applications") or {}
-    deployed = {
-        name: details["deployed_app_config"]
-        for name, details in reported.items()
-        if details.get("status") == "RUNNING" and details.get("deployed_app_config")
-    }
-    known: dict[str, frozenset[str]] = {}
-    for app in apps:
-        name = objects.name(app)
-        names = set((objects.status(app).get("deployments") or {}).keys())
-        names |= set(((reported.get(name) or {}).get("deployments") or {}).keys())
-        if names:
-            known[name] = frozenset(names)
-    return ServeView(deployed=deployed, deployments=known)
+async def observe(store: Store, dashboards: DashboardPool, key: Key, rejection: Rejection | None) -> Snapshot:
+    """What a round plans from: the store's objects and, while the cluster lives and its head has an IP,
+    Serve's report."""
+    snap = _from_store(store, key)
+    head = next(
+        (p for p in snap.pods if objects.name(p) == common.head_pod_name(snap.name) and not objects.is_deleting(p)), None
+    )
+    head_ip = ((head or {}).get("status") or {}).get("podIP")
+    serve, error = None, None
+    if snap.cluster is not None and not objects.is_deleting(snap.cluster) and head_ip:
+        client = await dashboards.for_head(snap.namespace, snap.name, head_ip)
+        try:
+            serve = await timed("GET", client.get_applications())
+        except DashboardError as problem:
+            error = str(problem)
+    elif snap.cluster is None:
+        await dashboards.forget(snap.namespace, snap.name)
+    return dataclasses.replace(snap, serve=serve, serve_error=error, rejection=rejection, now=datetime.now(timezone.utc))

@@ -116,3 +116,21 @@ def finalizers_to_set(app: Obj, serve_apps: set[str] | None) -> list[str] | None
     if FINALIZER in current and serve_apps is not None and objects.name(app) not in serve_apps:
         return [f for f in current if f != FINALIZER]
     return None
+
+
+def covers(live: Any, wanted: Any) -> bool:
+    """Whether the live object already holds every field of `wanted` with its value.
+
+    Fields the server defaults or others set (a Service's clusterIP, a port's protocol, foreign labels) are
+    not the operator's to compare; a list must match item by item, as server-side apply would make it.
+    """
+    if isinstance(wanted, dict):
+        return isinstance(live, dict) and all(k in live and covers(live[k], v) for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return isinstance(live, list) and len(live) == len(wanted) and all(map(covers, live, wanted))
+    return bool(live == wanted)
+
+
+def serve_app_names(serve: dict[str, Any] | None) -> set[str] | None:
+    """The applications Serve reports (deleting ones included), or None when Serve could not be asked."""
+    return None if serve is None else set(serve.get("applications") or {})

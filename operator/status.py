@@ -6,10 +6,12 @@ live one, so nothing is written while nothing changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from . import conditions, objects
 from .api.application import ServeApplicationStatus
+from .api.base import Condition, StatusModel
 from .api.cluster import ServeClusterStatus
 from .api.deployment import DeploymentReplicas, ServeDeploymentStatus
 from .compose import Composition, Verdict
@@ -211,3 +213,21 @@ def deployment_status(sdep: Obj, verdict: Verdict | None, serve_app: dict[str, A
         conditions=conditions.triple(generation, ready=ready, progressing=progressing, degraded=degraded),
     )
     return status.to_wire()
+
+
+def status_patch(
+    model: type[StatusModel], old: dict[str, Any], new: dict[str, Any], now: datetime | None = None
+) -> dict[str, Any] | None:
+    """The merge patch that turns `old` into `new`, or None when they already match (nothing to write).
+
+    Conditions keep their lastTransitionTime while their status holds; fields the model does not know are
+    somebody else's and are left alone.
+    """
+    new = dict(new)
+    if "conditions" in new:
+        parsed = [Condition.model_validate(c) for c in new["conditions"]]
+        new["conditions"] = conditions.merge(old.get("conditions") or [], parsed, now)
+    managed = {f.alias or key for key, f in model.model_fields.items()}
+    patch: dict[str, Any] = {key: value for key, value in new.items() if old.get(key) != value}
+    patch.update({key: None for key in old if key not in new and key in managed})
+    return patch or None

@@ -52,67 +52,51 @@ class Kube:
             raise
         return json.loads(result.data) if result.data else None
 
+    # Every write returns the object as the server now has it, for the operator's store.
+
     # Custom resources
-    async def get_custom(self, plural: str, namespace: str, name: str) -> Obj | None:
-        return await self._call(
-            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name, tolerate=(404,)
-        )
-
-    async def list_custom(self, plural: str, namespace: str) -> list[Obj]:
-        found = await self._call(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, plural)
-        return list(found["items"])
-
-    async def patch_custom_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    async def patch_custom_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> Obj | None:
         """A merge patch of the status subresource; lists (conditions) are replaced whole."""
-        await self._call(
+        return await self._call(
             self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name,
             {"status": status}, _content_type=MERGE, tolerate=(404,),
         )
 
-    async def set_finalizers(self, plural: str, obj: Obj, finalizers: list[str]) -> None:
+    async def set_finalizers(
+        self, plural: str, namespace: str, name: str, finalizers: list[str], resource_version: str
+    ) -> Obj | None:
         """Replace metadata.finalizers, guarded by resourceVersion so a concurrent change is not lost.
 
-        A 409 (changed meanwhile) or 404 (gone) is left for the next round, which sees the object anew.
+        A 409 (changed meanwhile) or 404 (gone) is left for the next round, which the watch event wakes.
         """
-        meta = obj["metadata"]
-        body = {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}}
-        await self._call(
-            self.custom.patch_namespaced_custom_object, GROUP, VERSION, meta["namespace"], plural, meta["name"],
+        body = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
+        return await self._call(
+            self.custom.patch_namespaced_custom_object, GROUP, VERSION, namespace, plural, name,
             body, _content_type=MERGE, tolerate=(404, 409),
         )
 
     # Pods
-    async def list_pods(self, namespace: str, label_selector: str) -> list[Obj]:
-        found = await self._call(self.core.list_namespaced_pod, namespace, label_selector=label_selector)
-        return list(found["items"])
+    async def create_pod(self, pod: Obj) -> Obj | None:
+        # 409: a terminating namesake still exists; its deletion event wakes the round that creates it.
+        return await self._call(self.core.create_namespaced_pod, pod["metadata"]["namespace"], pod, tolerate=(409,))
 
-    async def create_pod(self, pod: Obj) -> None:
-        # 409: a terminating namesake still exists; the next round creates it.
-        await self._call(self.core.create_namespaced_pod, pod["metadata"]["namespace"], pod, tolerate=(409,))
+    async def delete_pod(self, namespace: str, name: str) -> Obj | None:
+        return await self._call(self.core.delete_namespaced_pod, name, namespace, tolerate=(404,))
 
-    async def delete_pod(self, namespace: str, name: str) -> None:
-        await self._call(self.core.delete_namespaced_pod, name, namespace, tolerate=(404,))
-
-    async def label_pod(self, namespace: str, name: str, labels: dict[str, str | None]) -> None:
+    async def label_pod(self, namespace: str, name: str, labels: dict[str, str | None]) -> Obj | None:
         """Merge-patch labels; a None value removes the label."""
-        await self._call(
+        return await self._call(
             self.core.patch_namespaced_pod, name, namespace, {"metadata": {"labels": labels}},
             _content_type=MERGE, tolerate=(404,),
         )
 
     # Owned Services and Ingress
-    async def apply_service(self, service: Obj) -> None:
-        meta = service["metadata"]
-        await self._call(
-            self.core.patch_namespaced_service, meta["name"], meta["namespace"], service,
-            field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
-        )
-
-    async def apply_ingress(self, ingress: Obj) -> None:
-        meta = ingress["metadata"]
-        await self._call(
-            self.networking.patch_namespaced_ingress, meta["name"], meta["namespace"], ingress,
-            field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
+    async def apply(self, kind: str, obj: Obj) -> Obj | None:
+        """Server-side apply of a Service or an Ingress."""
+        meta = obj["metadata"]
+        patch = self.core.patch_namespaced_service if kind == "services" else self.networking.patch_namespaced_ingress
+        return await self._call(
+            patch, meta["name"], meta["namespace"], obj, field_manager=FIELD_MANAGER, force=True, _content_type=APPLY,
         )
 
     async def delete_ingress(self, namespace: str, name: str) -> None:

@@ -11,7 +11,7 @@ from serveplane.operator.api.application import ServeApplicationStatus
 from serveplane.operator.api.cluster import ServeClusterSpec, ServeClusterStatus
 from serveplane.operator.api.deployment import ServeDeploymentStatus
 from serveplane.operator.compose import ServeView, Verdict, compose
-from serveplane.operator.reconcile import status_patch
+from serveplane.operator.status import status_patch
 
 COMPOSED = Verdict(True, "Composed", "the application is in the Serve config")
 CONDITION_KEYS = {"type", "status", "reason", "message", "observedGeneration", "lastTransitionTime"}

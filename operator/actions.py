@@ -1,0 +1,82 @@
+"""PURE: what a round of reconcile decided to do, as data. The planner returns them; the executor does them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .objects import Obj
+
+
+@dataclass(frozen=True)
+class CreatePod:
+    pod: Obj
+
+
+@dataclass(frozen=True)
+class DeletePod:
+    name: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Apply:
+    """Server-side apply of an owned Service or Ingress whose live version differs from the wanted one."""
+
+    kind: str
+    obj: Obj
+
+
+@dataclass(frozen=True)
+class DeleteIngress:
+    """The Ingress is disabled or routes nothing: the one the operator made goes."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class LabelPod:
+    name: str
+    labels: dict[str, str | None]
+    """A None value removes the label."""
+
+
+@dataclass(frozen=True)
+class SetFinalizers:
+    kind: str
+    name: str
+    finalizers: tuple[str, ...]
+    resource_version: str
+    """The version the decision was made on: a concurrent change makes the write fail (409) and the round retry."""
+
+
+@dataclass(frozen=True)
+class Submit:
+    """PUT the composed Serve config to the head, then record its hash and the head's UID in the status."""
+
+    config: dict[str, Any]
+    config_hash: str
+    reason: str
+    head_ip: str
+    head_uid: str
+
+
+@dataclass(frozen=True)
+class WriteStatus:
+    kind: str
+    name: str
+    patch: dict[str, Any]
+    """A merge patch of the status subresource."""
+
+
+Action = CreatePod | DeletePod | Apply | DeleteIngress | LabelPod | SetFinalizers | Submit | WriteStatus
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...] = ()
+    busy: bool = False
+    """Something starts, deploys or fails: poll fast."""
+    done: bool = False
+    """No ServeCluster by this name: once the actions are done, the loop can end (events restart it)."""
+    config_hash: str | None = None
+    """The composed config's hash, for the change-to-applied latency metric."""

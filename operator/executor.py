@@ -1,0 +1,114 @@
+"""The act step of a round: performs a Plan's actions in order, records metrics and Events, and feeds every
+write's response back into the store, so the next round sees its own writes before their watch events arrive.
+
+An action that raises stops the round; the loop retries it with backoff from a fresh snapshot.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import metrics, objects
+from .actions import Action, Apply, CreatePod, DeleteIngress, DeletePod, LabelPod, SetFinalizers, Submit, WriteStatus
+from .cache import CLUSTERS, INGRESSES, PODS, Key, Store
+from .clients.dashboard import DashboardError, DashboardRejected
+from .clients.kube import Kube
+from .objects import Obj
+from .observe import DashboardPool, timed
+from .snapshot import Rejection
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[Obj, str, str, str], None]
+"""(object, type Normal|Warning, reason, message) -> posts a Kubernetes Event."""
+
+
+@dataclass
+class ClusterMemory:
+    """What a cluster's loop remembers between rounds; only ever an optimisation, never the truth."""
+
+    rejection: Rejection | None = None
+    composed_since: dict[str, float] = field(default_factory=dict)
+    """When each composed config hash was first planned: the start of the change-to-applied latency."""
+
+
+class Executor:
+    def __init__(self, kube: Kube, store: Store, dashboards: DashboardPool, events: EventSink) -> None:
+        self.kube = kube
+        self.store = store
+        self.dashboards = dashboards
+        self.events = events
+
+    def _keep(self, kind: str, obj: Obj | None) -> None:
+        if obj is not None:
+            self.store.put(kind, obj)
+
+    async def run(self, key: Key, actions: tuple[Action, ...], memory: ClusterMemory) -> bool:
+        """Do the actions in order; True when a Serve config was accepted (the next round should follow at once)."""
+        submitted = False
+        for action in actions:
+            submitted = await self._do(key, action, memory) or submitted
+        return submitted
+
+    async def _do(self, key: Key, action: Action, memory: ClusterMemory) -> bool:
+        namespace, name = key
+        cluster = self.store.get(CLUSTERS, namespace, name)
+        match action:
+            case CreatePod(pod=pod):
+                self._keep(PODS, await self.kube.create_pod(pod))
+                metrics.POD_ACTIONS.labels("create").inc()
+                self._event(cluster, "Normal", "PodCreated", f"created Ray pod {objects.name(pod)}")
+            case DeletePod(name=pod_name, why=why):
+                self._keep(PODS, await self.kube.delete_pod(namespace, pod_name))
+                metrics.POD_ACTIONS.labels("delete").inc()
+                self._event(cluster, "Normal", "PodDeleted", f"deleted Ray pod {pod_name}: {why}")
+            case LabelPod(name=pod_name, labels=labels):
+                self._keep(PODS, await self.kube.label_pod(namespace, pod_name, labels))
+            case Apply(kind=kind, obj=obj):
+                self._keep(kind, await self.kube.apply(kind, obj))
+            case DeleteIngress(name=obj_name):
+                await self.kube.delete_ingress(namespace, obj_name)
+                gone = self.store.get(INGRESSES, namespace, obj_name)
+                if gone is not None:
+                    self.store.remove(INGRESSES, gone)
+            case SetFinalizers(kind=kind, name=obj_name, finalizers=finalizers, resource_version=version):
+                self._keep(kind, await self.kube.set_finalizers(kind, namespace, obj_name, list(finalizers), version))
+            case WriteStatus(kind=kind, name=obj_name, patch=patch):
+                self._keep(kind, await self.kube.patch_custom_status(kind, namespace, obj_name, patch))
+            case Submit():
+                return await self._submit(key, action, memory)
+        return False
+
+    def _event(self, obj: Obj | None, kind: str, reason: str, message: str) -> None:
+        if obj is not None:
+            self.events(obj, kind, reason, message)
+
+    async def _submit(self, key: Key, action: Submit, memory: ClusterMemory) -> bool:
+        namespace, name = key
+        cluster = self.store.get(CLUSTERS, namespace, name)
+        client = await self.dashboards.for_head(namespace, name, action.head_ip)
+        try:
+            await timed("PUT", client.put_applications(action.config))
+        except DashboardRejected as error:
+            memory.rejection = Rejection(action.config_hash, error.message)
+            metrics.SUBMISSIONS.labels(action.reason, "rejected").inc()
+            self._event(cluster, "Warning", "ConfigRejected", f"Serve refused the config: {error.message[:500]}")
+            return True
+        except DashboardError as error:
+            metrics.SUBMISSIONS.labels(action.reason, "error").inc()
+            log.warning("ServeCluster %s/%s: submitting the Serve config failed: %s", namespace, name, error)
+            return False
+        metrics.SUBMISSIONS.labels(action.reason, "applied").inc()
+        since = memory.composed_since.pop(action.config_hash, None)
+        if since is not None:
+            metrics.SPEC_TO_APPLIED_SECONDS.observe(time.monotonic() - since)
+        memory.composed_since.clear()
+        memory.rejection = None
+        names = ", ".join(app["name"] for app in action.config["applications"])
+        self._event(cluster, "Normal", "ConfigApplied", f"submitted Serve config {action.config_hash} ({action.reason}): {names}")
+        # Record at once: if the operator stops right here, its successor must not submit again.
+        applied = {"appliedConfigHash": action.config_hash, "appliedHeadUid": action.head_uid}
+        self._keep(CLUSTERS, await self.kube.patch_custom_status(CLUSTERS, namespace, name, applied))
+        return True

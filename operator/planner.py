@@ -1,0 +1,158 @@
+"""PURE: one round of a cluster loop, from a Snapshot to the Plan of actions that moves it toward its goal.
+
+Every decision of the reconcile is made here or in `plan` (the single decisions it combines); nothing here
+does I/O, reads the clock or the environment. A steady cluster plans no action at all.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import conditions, objects, plan, status
+from .actions import Action, Apply, CreatePod, DeleteIngress, DeletePod, LabelPod, Plan, SetFinalizers, Submit, WriteStatus
+from .api.application import ServeApplicationStatus
+from .api.cluster import ServeClusterSpec, ServeClusterStatus
+from .api.base import StatusModel
+from .api.deployment import ServeDeploymentStatus
+from .compose import Composition, compose, serve_view, validation_message
+from .manifests import common, network, pods
+from .objects import Obj
+from .snapshot import Snapshot
+
+CLUSTERS, APPS, DEPLOYMENTS = "serveclusters", "serveapplications", "servedeployments"
+SERVICES, INGRESSES = "services", "ingresses"
+
+STATUS_MODELS: dict[str, type[StatusModel]] = {
+    CLUSTERS: ServeClusterStatus, APPS: ServeApplicationStatus, DEPLOYMENTS: ServeDeploymentStatus,
+}
+
+
+def _status(snap: Snapshot, kind: str, obj: Obj, new: dict[str, Any]) -> list[Action]:
+    patch = status.status_patch(STATUS_MODELS[kind], objects.status(obj), new, snap.now)
+    return [] if patch is None else [WriteStatus(kind, objects.name(obj), patch)]
+
+
+def plan_round(snap: Snapshot, *, image: str) -> Plan:
+    """The actions of one round for one cluster loop."""
+    cluster = snap.cluster
+    if cluster is None or objects.is_deleting(cluster):
+        return _without_cluster(snap)
+    try:
+        spec = ServeClusterSpec.model_validate(objects.spec(cluster))
+    except ValidationError as error:
+        return Plan(actions=tuple(_status(snap, CLUSTERS, cluster, _invalid(cluster, validation_message(error)))))
+    return _with_cluster(snap, cluster, spec, image)
+
+
+def _without_cluster(snap: Snapshot) -> Plan:
+    """No ServeCluster (or one being deleted): say so on its applications and deployments, and let deleted
+    applications go, since Serve went with the cluster."""
+    actions: list[Action] = []
+    for app in snap.apps:
+        if objects.is_deleting(app):
+            current = tuple(app["metadata"].get("finalizers") or ())
+            if plan.FINALIZER in current:
+                kept = tuple(f for f in current if f != plan.FINALIZER)
+                actions.append(SetFinalizers(APPS, objects.name(app), kept, app["metadata"]["resourceVersion"]))
+        else:
+            actions += _status(snap, APPS, app, status.application_status(app, None, None, cluster_missing=True))
+    for sdep in snap.deployments:
+        actions += _status(snap, DEPLOYMENTS, sdep, status.deployment_status(sdep, None, None))
+    return Plan(actions=tuple(actions), done=True)
+
+
+def _invalid(cluster: Obj, message: str) -> dict[str, Any]:
+    generation = objects.generation(cluster)
+    conds = conditions.triple(
+        generation,
+        ready=(False, "InvalidSpec", message),
+        progressing=(False, "InvalidSpec", message),
+        degraded=(True, "InvalidSpec", message),
+    )
+    return {**objects.status(cluster), "observedGeneration": generation, "conditions": [c.to_wire() for c in conds]}
+
+
+def _owned(snap: Snapshot, kind: str, wanted: Obj, live: dict[str, Obj]) -> list[Action]:
+    return [] if plan.covers(live.get(objects.name(wanted)), wanted) else [Apply(kind, wanted)]
+
+
+def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: str) -> Plan:
+    name, namespace, uid = snap.name, snap.namespace, objects.uid(cluster)
+    actions: list[Action] = []
+    actions += _owned(snap, SERVICES, network.head_service(cluster=name, namespace=namespace, uid=uid), snap.services)
+    serve_svc = network.serve_service(cluster=name, namespace=namespace, uid=uid, spec=spec)
+    actions += _owned(snap, SERVICES, serve_svc, snap.services)
+
+    desired = [pods.head_pod(cluster=name, namespace=namespace, uid=uid, spec=spec, image=image)]
+    desired += pods.worker_pods(cluster=name, namespace=namespace, uid=uid, spec=spec, image=image)
+    todo = plan.plan_pods(desired, list(snap.pods))
+    actions += [CreatePod(pod) for pod in todo.create]
+    actions += [DeletePod(pod_name, why) for pod_name, why in todo.delete.items()]
+
+    head = next((p for p in snap.pods if objects.name(p) == common.head_pod_name(name) and not objects.is_deleting(p)), None)
+    head_ip = ((head or {}).get("status") or {}).get("podIP")
+    serve = snap.serve if head_ip else None
+    composition = compose(spec, list(snap.apps), list(snap.deployments), serve_view(serve, list(snap.apps)))
+
+    actions += [LabelPod(pod_name, {common.PROXY_LABEL: label})
+                for pod_name, label in plan.proxy_labels(list(snap.pods), serve).items()]
+    routes = [app["route_prefix"] for app in composition.config["applications"]]
+    ingress = network.ingress(cluster=name, namespace=namespace, uid=uid, spec=spec, routes=routes)
+    if ingress is not None:
+        actions += _owned(snap, INGRESSES, ingress, snap.ingresses)
+    elif common.serve_service_name(name) in snap.ingresses:
+        actions.append(DeleteIngress(common.serve_service_name(name)))
+    serve_apps = plan.serve_app_names(serve)
+    for app in snap.apps:
+        wanted = plan.finalizers_to_set(app, serve_apps)
+        if wanted is not None:
+            actions.append(SetFinalizers(APPS, objects.name(app), tuple(wanted), app["metadata"]["resourceVersion"]))
+
+    applied = {k: objects.status(cluster).get(k) for k in ("appliedConfigHash", "appliedHeadUid")}
+    rejected = snap.rejection.config_hash if snap.rejection else None
+    reason = None
+    if head is not None and head_ip:
+        reason = plan.submit_reason(
+            config_hash=composition.config_hash, head_uid=objects.uid(head), applied=applied,
+            composed_apps=set(composition.app_names), serve_apps=serve_apps, rejected_hash=rejected,
+        )
+    if reason is not None and head is not None:
+        # The statuses wait for the next round, which sees what Serve made of the new config.
+        actions.append(Submit(composition.config, composition.config_hash, reason, head_ip, objects.uid(head)))
+        return Plan(actions=tuple(actions), busy=True, config_hash=composition.config_hash)
+
+    ready_pods = [p for p in snap.pods if plan.pod_ready(p) and not objects.is_deleting(p)]
+    view = status.ClusterView(
+        name=name,
+        namespace=namespace,
+        generation=objects.generation(cluster),
+        desired_nodes=len(desired),
+        ready_nodes=len(ready_pods),
+        head_pod=objects.name(head) if head else None,
+        head_ready=bool(head and plan.pod_ready(head)),
+        serve=serve,
+        serve_error=snap.serve_error if head_ip else "the head pod has no IP yet",
+        rejected=snap.rejection.message if snap.rejection and rejected == composition.config_hash else None,
+        http_port=spec.serve.http_port,
+    )
+    actions += _status(snap, CLUSTERS, cluster, status.cluster_status(view, composition, applied))
+    for app in snap.apps:
+        if not objects.is_deleting(app):
+            verdict = composition.applications.get(objects.name(app))
+            actions += _status(snap, APPS, app, status.application_status(app, verdict, view))
+    for sdep in snap.deployments:
+        serve_app = view.serve_app(objects.spec(sdep).get("application", ""))
+        verdict = composition.deployments.get(objects.name(sdep))
+        actions += _status(snap, DEPLOYMENTS, sdep, status.deployment_status(sdep, verdict, serve_app))
+    return Plan(actions=tuple(actions), busy=_busy(view, composition, snap.apps), config_hash=composition.config_hash)
+
+
+def _busy(view: status.ClusterView, composition: Composition, apps: tuple[Obj, ...]) -> bool:
+    """Whether to poll fast: pods start, Serve is unknown, deploys or fails, or an application is going."""
+    if view.serve is None or view.ready_nodes < view.desired_nodes:
+        return True
+    if any(objects.is_deleting(a) for a in apps) or any(v.waiting for v in composition.deployments.values()):
+        return True
+    reported = view.serve.get("applications") or {}
+    return any((reported.get(n) or {}).get("status") != "RUNNING" for n in composition.app_names)

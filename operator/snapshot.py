@@ -1,0 +1,40 @@
+"""PURE: what one round of a cluster loop observed, frozen, as the planner's only input."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .objects import Obj
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Serve refused this exact config; it is not submitted again until the config changes."""
+
+    config_hash: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One cluster loop's world: a ServeCluster (or its absence) and everything on it, plus Serve's report."""
+
+    namespace: str
+    name: str
+    """The cluster's name; `cache.ORPHANS` for the loop of ServeDeployments whose application is missing."""
+    cluster: Obj | None
+    pods: tuple[Obj, ...] = ()
+    services: dict[str, Obj] = field(default_factory=dict)
+    """The cluster's own Services, by name."""
+    ingresses: dict[str, Obj] = field(default_factory=dict)
+    apps: tuple[Obj, ...] = ()
+    """The ServeApplications that name this cluster, deleted ones included."""
+    deployments: tuple[Obj, ...] = ()
+    """The ServeDeployments of those applications (for ORPHANS: those whose application does not exist)."""
+    serve: dict[str, Any] | None = None
+    """Serve's GET /api/serve/applications/ answer; None when it was not or could not be asked."""
+    serve_error: str | None = None
+    rejection: Rejection | None = None
+    now: datetime | None = None
+    """When the round observed; new conditions' lastTransitionTime."""
