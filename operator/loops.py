@@ -53,6 +53,7 @@ class ClusterLoops:
         """This operator holds the lease (or runs alone)."""
         if not self._leading:
             self._leading = True
+            metrics.LEADER.set(1)
             self._activate()
 
     def _activate(self) -> None:
@@ -120,6 +121,7 @@ class ClusterLoops:
 
     async def stop(self) -> None:
         self._leading = False
+        metrics.LEADER.set(0)
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()

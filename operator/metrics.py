@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -33,6 +33,9 @@ SUBMISSIONS = Counter(
 SPEC_TO_APPLIED_SECONDS = Histogram(
     "serveplane_spec_to_applied_seconds", "From a change of the composed Serve config to Serve accepting it.",
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+LEADER = Gauge(
+    "serveplane_leader", "1 while this operator reconciles: it holds the lease, or runs without leader election."
 )
 POD_ACTIONS = Counter(
     "serveplane_pod_actions_total", "Ray pods created or deleted by the operator.", ["action"]
