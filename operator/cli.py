@@ -11,6 +11,9 @@ CRDS_DIR = Path(__file__).resolve().parent.parent / "crds"
 
 
 def _operator(args: argparse.Namespace) -> int:
+    # The operator talks to the API server through kopf's credentials and aiohttp; kopf would otherwise load the
+    # `kubernetes` client (30 MB resident) just because it is installed beside it, as in the test environment.
+    sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
     import kopf
 
     from . import handlers  # noqa: F401  (registers the handlers with kopf)
