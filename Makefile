@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test unit install binaries crds bench
+.PHONY: up down test unit install binaries crds bench bench-scale
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,9 @@ crds: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/compose_bench.py
 	$(BIN)/python bench/journey_bench.py
+	$(MAKE) bench-scale
+
+# 50 ServeClusters x 10 ServeApplications + 50 ServeDeployments against the real control plane and operator, with a
+# stand-in kubelet and a Serve dashboard simulator (no Ray); ~10 min. BENCH_SCALE_ARGS=--quick to iterate.
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale_bench.py $(BENCH_SCALE_ARGS)
