@@ -7,23 +7,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import metrics, objects
 from .actions import Action, Apply, CreatePod, DeleteIngress, DeletePod, LabelPod, SetFinalizers, Submit, WriteStatus
 from .cache import CLUSTERS, INGRESSES, PODS, Key, Store
 from .clients.dashboard import DashboardError, DashboardRejected
-from .clients.kube import Kube
+from .clients.kube import Kube, KubeError
 from .objects import Obj
 from .observe import DashboardPool, timed
 from .snapshot import Rejection
 
 log = logging.getLogger(__name__)
-
-EventSink = Callable[[Obj, str, str, str], None]
-"""(object, type Normal|Warning, reason, message) -> posts a Kubernetes Event."""
-
 
 @dataclass
 class ClusterMemory:
@@ -35,11 +30,10 @@ class ClusterMemory:
 
 
 class Executor:
-    def __init__(self, kube: Kube, store: Store, dashboards: DashboardPool, events: EventSink) -> None:
+    def __init__(self, kube: Kube, store: Store, dashboards: DashboardPool) -> None:
         self.kube = kube
         self.store = store
         self.dashboards = dashboards
-        self.events = events
 
     def _keep(self, kind: str, obj: Obj | None) -> None:
         if obj is not None:
@@ -59,11 +53,11 @@ class Executor:
             case CreatePod(pod=pod):
                 self._keep(PODS, await self.kube.create_pod(pod))
                 metrics.POD_ACTIONS.labels("create").inc()
-                self._event(cluster, "Normal", "PodCreated", f"created Ray pod {objects.name(pod)}")
+                await self._event(cluster, "Normal", "PodCreated", f"created Ray pod {objects.name(pod)}")
             case DeletePod(name=pod_name, why=why):
                 self._keep(PODS, await self.kube.delete_pod(namespace, pod_name))
                 metrics.POD_ACTIONS.labels("delete").inc()
-                self._event(cluster, "Normal", "PodDeleted", f"deleted Ray pod {pod_name}: {why}")
+                await self._event(cluster, "Normal", "PodDeleted", f"deleted Ray pod {pod_name}: {why}")
             case LabelPod(name=pod_name, labels=labels):
                 self._keep(PODS, await self.kube.label_pod(namespace, pod_name, labels))
             case Apply(kind=kind, obj=obj):
@@ -81,9 +75,14 @@ class Executor:
                 return await self._submit(key, action, memory)
         return False
 
-    def _event(self, obj: Obj | None, kind: str, reason: str, message: str) -> None:
-        if obj is not None:
-            self.events(obj, kind, reason, message)
+    async def _event(self, obj: Obj | None, kind: str, reason: str, message: str) -> None:
+        """Events tell people what happened; one that cannot be posted must not fail the round."""
+        if obj is None:
+            return
+        try:
+            await self.kube.post_event(obj, kind, reason, message)
+        except (KubeError, OSError, TimeoutError) as error:
+            log.warning("could not post Event %s on %s: %s", reason, objects.name(obj), error)
 
     async def _submit(self, key: Key, action: Submit, memory: ClusterMemory) -> bool:
         namespace, name = key
@@ -94,7 +93,7 @@ class Executor:
         except DashboardRejected as error:
             memory.rejection = Rejection(action.config_hash, error.message)
             metrics.SUBMISSIONS.labels(action.reason, "rejected").inc()
-            self._event(cluster, "Warning", "ConfigRejected", f"Serve refused the config: {error.message[:500]}")
+            await self._event(cluster, "Warning", "ConfigRejected", f"Serve refused the config: {error.message[:500]}")
             return True
         except DashboardError as error:
             metrics.SUBMISSIONS.labels(action.reason, "error").inc()
@@ -107,7 +106,7 @@ class Executor:
         memory.composed_since.clear()
         memory.rejection = None
         names = ", ".join(app["name"] for app in action.config["applications"])
-        self._event(cluster, "Normal", "ConfigApplied", f"submitted Serve config {action.config_hash} ({action.reason}): {names}")
+        await self._event(cluster, "Normal", "ConfigApplied", f"submitted Serve config {action.config_hash} ({action.reason}): {names}")
         # Record at once: if the operator stops right here, its successor must not submit again.
         applied = {"appliedConfigHash": action.config_hash, "appliedHeadUid": action.head_uid}
         self._keep(CLUSTERS, await self.kube.patch_custom_status(CLUSTERS, namespace, name, applied))

@@ -13,16 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, cast
+from typing import Any
 
 import kopf
-from kubernetes import client
 from prometheus_client import REGISTRY, start_http_server
 
-from . import leader, metrics
+from . import election, metrics
 from .api.base import GROUP, VERSION
 from .cache import APPS, CLUSTERS, CUSTOM, DEPLOYMENTS, INGRESSES, PODS, SERVICES, Store
-from .clients.kube import Kube, load_config
+from .clients.kube import Kube, credentials
 from .executor import Executor
 from .loops import ClusterLoops
 from .manifests import common
@@ -35,41 +34,37 @@ log = logging.getLogger(__name__)
 OWNED = "app.kubernetes.io/managed-by=serveplane"
 
 
-def _post_event(obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
-    kopf.event(cast(kopf.Body, obj), type=kind, reason=reason, message=message)
-
-
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = Settings.from_env()
     logging.getLogger().setLevel(config.log_level)
     # kopf logs every handled watch event at INFO; those lines drown the operator's own below DEBUG.
     logging.getLogger("kopf.objects").setLevel(logging.DEBUG if config.log_level == "DEBUG" else logging.WARNING)
-    # kopf would otherwise turn every log line of a handler into a Kubernetes Event.
-    settings.posting.level = logging.WARNING
+    # kopf would otherwise turn log lines of handlers into Kubernetes Events; the executor posts its own.
+    settings.posting.enabled = False
     # Long watches that resume from their last resourceVersion (kopf asks for bookmarks): no re-listing.
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 630
     for plural in (PODS, SERVICES, INGRESSES):
         settings.watching.label_selectors[plural] = OWNED
-    load_config()
     start_http_server(config.metrics_port)
     store = Store()
     REGISTRY.register(metrics.ResourcesCollector(store.all, CUSTOM))
     dashboards = DashboardPool(config.dashboard_timeout_s)
-    executor = Executor(Kube(), store, dashboards, _post_event)
+    kube = Kube(lambda: credentials(settings))
+    executor = Executor(kube, store, dashboards)
     loops = ClusterLoops(store, executor, dashboards, config)
-    memo["store"], memo["loops"], memo["dashboards"] = store, loops, dashboards
-    lease = leader.config_from_env(os.environ)
+    memo["store"], memo["loops"], memo["dashboards"], memo["kube"] = store, loops, dashboards, kube
+    lease = election.config_from_env(os.environ)
     if lease is None:
         loops.leading()
     else:
-        elector = leader.LeaderElector(api=client.CoordinationV1Api(), config=lease)
+        elector = election.LeaderElector(api=kube, config=lease)
         memo["elector"] = elector
-        memo["election"] = asyncio.create_task(_lead(elector, loops), name="serveplane:leader-election")
+        memo["election_task"] = asyncio.create_task(_lead(elector, loops), name="serveplane:leader-election")
 
 
-async def _lead(elector: leader.LeaderElector, loops: ClusterLoops) -> None:
+async def _lead(elector: election.LeaderElector, loops: ClusterLoops) -> None:
     """Wait for the lease, reconcile while holding it; on losing it, stop at once and exit, as client-go's
     leader election does: a restarted process comes back as a standby with a fresh store."""
     await elector.acquire()
@@ -83,13 +78,20 @@ async def _lead(elector: leader.LeaderElector, loops: ClusterLoops) -> None:
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    election = memo.get("election")
-    if election is not None:
-        election.cancel()
+    task = memo.get("election_task")
+    if task is not None:
+        task.cancel()
     await memo["loops"].stop()
     if memo.get("elector") is not None and memo["elector"].is_leader:
         await memo["elector"].release()
     await memo["dashboards"].close()
+    await memo["kube"].close()
+
+
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's watches and the operator's own writes use the same credentials."""
+    return credentials(settings)
 
 
 def _index(plural: str, body: kopf.Body, memo: kopf.Memo) -> None:

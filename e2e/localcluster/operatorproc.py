@@ -40,6 +40,15 @@ def rbac_objects(namespace: str = NAMESPACE, account: str = ACCOUNT) -> list[dic
     ]
 
 
+def election_env(identity: str) -> dict[str, str]:
+    """The environment of one replica under leader election, as the chart sets it (POD_NAME from the pod)."""
+    return {
+        "SERVEPLANE_LEADER_ELECTION": "true",
+        "SERVEPLANE_LEADER_ELECTION_NAMESPACE": NAMESPACE,
+        "POD_NAME": identity,
+    }
+
+
 def install(cp: ControlPlane) -> None:
     """Apply the CRDs and wait until they are served, then the operator's namespace, account and RBAC."""
     cp.kubectl("apply", "--server-side", "-f", str(CRDS_DIR))

@@ -10,6 +10,7 @@ only asks for that when the live object differs from the wanted one, and drift m
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -142,6 +143,22 @@ class Kube:
 
     async def delete_ingress(self, namespace: str, name: str) -> None:
         await self.request("DELETE", _path("networking.k8s.io", "v1", namespace, "ingresses", name), tolerate=(404,))
+
+    # Events
+    async def post_event(self, obj: Obj, type: str, reason: str, message: str) -> None:
+        """A core/v1 Event about `obj` (Normal or Warning), as `kubectl describe` shows them."""
+        meta = obj["metadata"]
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta.get("uid")},
+            "type": type, "reason": reason, "message": message[:1024],
+            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        await self.request("POST", _path("", "v1", meta["namespace"], "events"), event)
 
     # Leases (leader election)
     def lease_path(self, namespace: str, name: str = "") -> str:
