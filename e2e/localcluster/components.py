@@ -58,6 +58,27 @@ class Layout:
     def log(self, component: str) -> Path:
         return self.logs_dir / f"{component}.log"
 
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log: one JSON event per line (read it with audit.py)."""
+        return self.logs_dir / "audit.log"
+
+    @property
+    def audit_policy(self) -> Path:
+        return self.state_dir / "audit-policy.yaml"
+
+
+# Metadata (who, verb, object, response code; no bodies) of every request, once
+# it is answered; a watch's event comes when the watch ends. RequestReceived
+# would only double the lines.
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+"""
+
 
 def etcd_args(layout: Layout, ports: dict[str, int]) -> list[str]:
     return [
@@ -95,6 +116,15 @@ def apiserver_args(layout: Layout, ports: dict[str, int], pki: Pki, service_cidr
         # controller off, the taint would never go and nothing would schedule.
         "--disable-admission-plugins=TaintNodesByCondition",
         "--profiling=false",
+        f"--audit-policy-file={layout.audit_policy}",
+        f"--audit-log-path={layout.audit_log}",
+        "--audit-log-format=json",
+        # Blocking: each event is written before its request returns, with no
+        # buffer in between, so a test sees a request in the log right away.
+        "--audit-log-mode=blocking",
+        # Rotate at 100 MB, keeping one old file: a long dev session stays bounded.
+        "--audit-log-maxsize=100",
+        "--audit-log-maxbackup=1",
     ]
 
 

@@ -68,6 +68,11 @@ class ControlPlane:
         return self.layout.admin_kubeconfig
 
     @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines, every request at level Metadata); read it with audit.read()."""
+        return self.layout.audit_log
+
+    @property
     def server_url(self) -> str:
         return f"https://127.0.0.1:{self.ports['kube-apiserver']}"
 
@@ -157,6 +162,7 @@ class ControlPlane:
         keys = pki.generate(layout.pki_dir, self.service_cidr)
         self.ports = {name: processes.free_port() for name in components.PORT_NAMES}
         self._write_kubeconfigs(keys)
+        layout.audit_policy.write_text(components.AUDIT_POLICY)
 
         self._spawn("etcd", components.etcd_args(layout, self.ports))
         etcd_health = f"http://127.0.0.1:{self.ports['etcd-client']}/health"
