@@ -116,6 +116,10 @@ def apiserver_args(layout: Layout, ports: dict[str, int], pki: Pki, service_cidr
         # controller off, the taint would never go and nothing would schedule.
         "--disable-admission-plugins=TaintNodesByCondition",
         "--profiling=false",
+        # On SIGTERM, drain the requests in flight, then give open watches 2 s
+        # (not the default 60 s, longer than stop()'s grace) to close: a stop
+        # or restart() takes seconds, not a SIGKILL after the grace.
+        "--shutdown-send-retry-after=true",
         f"--audit-policy-file={layout.audit_policy}",
         f"--audit-log-path={layout.audit_log}",
         "--audit-log-format=json",

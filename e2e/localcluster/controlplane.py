@@ -10,7 +10,9 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import random
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -160,31 +162,71 @@ class ControlPlane:
 
     def _start(self, layout: Layout) -> None:
         keys = pki.generate(layout.pki_dir, self.service_cidr)
-        self.ports = {name: processes.free_port() for name in components.PORT_NAMES}
+        self.ports = _listen_ports(components.PORT_NAMES)
         self._write_kubeconfigs(keys)
         layout.audit_policy.write_text(components.AUDIT_POLICY)
 
-        self._spawn("etcd", components.etcd_args(layout, self.ports))
-        etcd_health = f"http://127.0.0.1:{self.ports['etcd-client']}/health"
-        self._wait("etcd", lambda: _http_ok(etcd_health))
+        for component in ("etcd", "kube-apiserver"):
+            self._spawn(component, self._args(component))
+            self._wait(component, self._ready_check(component))
 
-        self._spawn("kube-apiserver", components.apiserver_args(layout, self.ports, keys, self.service_cidr))
-        self._wait("kube-apiserver", lambda: self.api.ok("/readyz"))
-
-        self._spawn(
-            "kube-controller-manager",
-            components.controller_manager_args(layout, self.ports, keys, self.service_cidr),
-        )
-        self._spawn("kube-scheduler", components.scheduler_args(layout, self.ports))
+        for component in ("kube-controller-manager", "kube-scheduler"):
+            self._spawn(component, self._args(component))
         nodes.register(self.api, self.node_names)
 
         for component in ("kube-controller-manager", "kube-scheduler"):
-            url = f"https://127.0.0.1:{self.ports[component]}/healthz"
-            self._wait(component, lambda url=url: probe_insecure(url))
+            self._wait(component, self._ready_check(component))
         # Pods cannot be created in a namespace until the controller-manager has
         # made its `default` ServiceAccount; wait, so tests need not.
         self._wait("kube-controller-manager", lambda: self.api.ok("/api/v1/namespaces/default/serviceaccounts/default"))
         self._wait("kube-controller-manager", lambda: self.api.ok("/api/v1/namespaces/default/configmaps/kube-root-ca.crt"))
+
+    def _args(self, component: str) -> list[str]:
+        """The command line of ``component`` (after the binary); the same on every start of this plane."""
+        layout, ports = self.layout, self.ports
+        if component == "etcd":
+            return components.etcd_args(layout, ports)
+        if component == "kube-scheduler":
+            return components.scheduler_args(layout, ports)
+        keys = pki.load(layout.pki_dir)
+        if component == "kube-apiserver":
+            return components.apiserver_args(layout, ports, keys, self.service_cidr)
+        if component == "kube-controller-manager":
+            return components.controller_manager_args(layout, ports, keys, self.service_cidr)
+        raise ValueError(f"unknown component {component!r}; one of {', '.join(COMPONENTS)}")
+
+    def _ready_check(self, component: str) -> Callable[[], bool]:
+        if component == "etcd":
+            url = f"http://127.0.0.1:{self.ports['etcd-client']}/health"
+            return lambda: _http_ok(url)
+        if component == "kube-apiserver":
+            return lambda: self.api.ok("/readyz")
+        url = f"https://127.0.0.1:{self.ports[component]}/healthz"
+        return lambda: probe_insecure(url)
+
+    def restart(self, component: str) -> None:
+        """Stop ``component`` and start it again with the same flags, ports and data; wait until it is ready.
+
+        Meant for etcd and kube-apiserver (their clients reconnect), but any
+        of COMPONENTS works. After etcd, also waits for the API server's
+        /readyz, which fails while etcd is away. The state file gets the new pid.
+        """
+        if component not in COMPONENTS:
+            raise ValueError(f"unknown component {component!r}; one of {', '.join(COMPONENTS)}")
+        if component not in self.pids:
+            raise RuntimeError(f"{component} of the control plane in {self.state_dir} is not running")
+        started = time.monotonic()
+        args = self._args(component)
+        if self._is_ours(component):
+            processes.stop_groups([self.pids[component]])
+        proc = self._procs.pop(component, None)
+        if proc is not None:
+            proc.wait(timeout=10)
+        self._spawn(component, args)
+        self._wait(component, self._ready_check(component))
+        if component == "etcd" and "kube-apiserver" in self.pids:
+            self._wait("kube-apiserver", self._ready_check("kube-apiserver"))
+        self._log(f"{component} restarted in {time.monotonic() - started:.1f}s")
 
     def _write_kubeconfigs(self, keys: pki.Pki) -> None:
         server = f"https://127.0.0.1:{self.ports['kube-apiserver']}"
@@ -285,6 +327,38 @@ class ControlPlane:
     @staticmethod
     def _log(msg: str) -> None:
         print(f"[serveplane.localcluster] {msg}", file=sys.stderr, flush=True)
+
+
+def _listen_ports(names: Sequence[str]) -> dict[str, int]:
+    """Distinct free ports on 127.0.0.1 for ``names``, between 20000 and the kernel's ephemeral range if there is room.
+
+    A port from inside that range (what binding port 0 gives) can be taken as
+    the source port of any outgoing connection on the machine before its
+    component binds it, or while restart() has it unbound.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    ports: dict[str, int] = {}
+    for name in names:
+        for _ in range(50 if low > 21000 else 0):
+            port = random.randrange(20000, low)
+            if port not in ports.values() and _bindable(port):
+                break
+        else:
+            port = processes.free_port()
+        ports[name] = port
+    return ports
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _http_ok(url: str) -> bool:
