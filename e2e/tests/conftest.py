@@ -10,7 +10,7 @@ import pytest
 from serveplane.localcluster.controlplane import ControlPlane
 from serveplane.localcluster.noderunner.launcher import NodeRunnerProcess
 from serveplane.localcluster.noderunner.procs import marked_pids
-from serveplane.localcluster.operatorproc import OperatorProcess, install
+from serveplane.localcluster.operatorproc import OperatorProcess, election_env, install
 
 
 def pod_processes(instance: int) -> list[str]:
@@ -45,6 +45,7 @@ def noderunner(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(scope="session")
 def operator_process(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     install(controlplane)
-    with OperatorProcess(controlplane, tmp_path_factory.mktemp("e2e-operator")) as proc:
+    # Under leader election, as the chart runs it: the journey kills this leader and lets standbys take over.
+    with OperatorProcess(controlplane, tmp_path_factory.mktemp("e2e-operator"), env=election_env("operator-a")) as proc:
         yield proc
     proc.assert_clean()

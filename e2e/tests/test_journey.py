@@ -6,8 +6,11 @@ running under its own RBAC. The steps run in order and build on each other, as a
 """
 from __future__ import annotations
 
+import collections
 import functools
 import json
+import os
+import signal
 import threading
 import time
 import urllib.error
@@ -19,7 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from serveplane.localcluster.controlplane import ControlPlane
+from serveplane.localcluster import audit, operatorproc
+from serveplane.localcluster.controlplane import ControlPlane, KubectlError
 from serveplane.localcluster.noderunner.launcher import NodeRunnerProcess
 from serveplane.localcluster.operatorproc import OperatorProcess
 from serveplane.localcluster.testkit import wait_for as _wait_for
@@ -38,6 +42,7 @@ class World:
         self.cp, self.runner, self.operator = cp, runner, operator
         self.timings: dict[str, float] = {}
         self.leftovers: Callable[[int], list[str]] = lambda instance: []
+        self.standbys: list[OperatorProcess] = []
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         result = self.cp.kubectl("get", kind, name, "-n", NS, "-o", "json", check=False)
@@ -83,20 +88,37 @@ def http_json(ip: str, path: str, timeout: float = 10.0) -> dict[str, Any]:
 
 
 class Traffic:
-    """Requests sent to an application throughout a change, through every serve endpoint in turn."""
+    """Requests sent to an application throughout a change, the way a Service spreads them: over the serve
+    Service's ready endpoints, re-read every half second. Counts failed requests and time with no endpoint."""
+
+    REREAD_S = 0.5
 
     def __init__(self, world: World, path: str) -> None:
         self.world, self.path = world, path
         self.sent = self.failed = 0
+        self.no_endpoint_s = 0.0
         self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
-        endpoints = self.world.serve_endpoints()
-        for _ in range(100000):
-            if self._stop.is_set():
-                return
+        endpoints: list[str] = []
+        read_at = empty_since = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now - read_at >= self.REREAD_S:
+                try:
+                    endpoints, read_at = self.world.serve_endpoints(), now
+                except KubectlError as error:  # the API server is not what is under test here: keep the last list
+                    self.errors.append(f"reading the endpoints: {error}")
+                if not endpoints and not empty_since:
+                    empty_since = now
+                elif endpoints and empty_since:
+                    self.no_endpoint_s += now - empty_since
+                    empty_since = 0.0
+            if not endpoints:
+                time.sleep(0.05)
+                continue
             ip = endpoints[self.sent % len(endpoints)]
             self.sent += 1
             try:
@@ -105,6 +127,8 @@ class Traffic:
                 self.failed += 1
                 self.errors.append(f"{ip}: {error}")
             time.sleep(0.05)
+        if empty_since:
+            self.no_endpoint_s += time.monotonic() - empty_since
 
     def __enter__(self) -> "Traffic":
         self._thread.start()
@@ -113,6 +137,8 @@ class Traffic:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(30)
+        print(f"\ntraffic to {self.path}: {self.sent} sent, {self.failed} failed, "
+              f"{self.no_endpoint_s:.1f} s with no ready endpoint")
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +152,9 @@ def world(
     w = World(controlplane, noderunner, operator_process)
     w.leftovers = leftovers
     yield w
+    for standby in w.standbys:
+        standby.stop()
+        standby.assert_clean()
     print("\njourney timings:", json.dumps(w.timings, indent=1))
 
 
@@ -182,7 +211,7 @@ def test_args_update_in_place_without_restarts_or_failed_requests(world: World) 
         )
         world.timings["args_update_s"] = round(time.monotonic() - start, 1)
         time.sleep(2)
-    assert traffic.sent > 20 and traffic.failed == 0, traffic.errors[:5]
+    assert traffic.sent > 20 and traffic.failed == 0 and traffic.no_endpoint_s == 0, traffic.errors[:5]
     after = {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
              for p in world.items("pods")}
     assert after == before, "an args update must not restart or replace any pod"
@@ -209,7 +238,7 @@ def test_bad_import_path_and_route_clash_are_isolated(world: World) -> None:
         )
         assert conflict["reason"] == "RoutePrefixConflict" and "'hello'" in conflict["message"]
         time.sleep(3)
-    assert traffic.failed == 0, traffic.errors[:5]
+    assert traffic.failed == 0 and traffic.no_endpoint_s == 0, traffic.errors[:5]
     for ip in endpoints:
         assert http_json(ip, "/composed/predict?x=2")["output"] == 4.0
     assert world.condition("sapp", "hello", "Ready").get("status") == "True"
@@ -250,7 +279,7 @@ def test_deleting_an_application_removes_it_from_serve_only(world: World) -> Non
         world.cp.kubectl("delete", "sapp", "hello", "-n", NS, "--timeout=120s")
         assert "hello" not in world.serve_status()["applications"], "the resource goes only after Serve dropped it"
         time.sleep(2)
-    assert traffic.failed == 0, traffic.errors[:5]
+    assert traffic.failed == 0 and traffic.no_endpoint_s == 0, traffic.errors[:5]
     ingress = world.get("ingress", "demo-serve")
     assert [p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]] == ["/composed"]
 
@@ -271,26 +300,138 @@ def test_operator_metrics_follow_the_journey(world: World) -> None:
 
 
 def test_operator_restart_resubmits_nothing_and_restarts_nothing(world: World) -> None:
-    def snapshot() -> tuple[dict[str, Any], dict[str, float]]:
-        pods = {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
-                for p in world.items("pods")}
-        deployed = {name: app["last_deployed_time_s"] for name, app in world.serve_status()["applications"].items()}
-        return pods, deployed
-
-    before = snapshot()
+    before = pods_and_deploy_times(world)
     world.operator.stop()
     world.operator.start()
     # Let the new operator reconcile several rounds before judging what it did.
     wait_for("a few reconciles by the new operator", lambda: metric(world, "serveplane_reconcile_total") >= 3, timeout=60)
     assert metric(world, "serveplane_serve_config_submissions_total") == 0, "a restarted operator must not resubmit"
     assert metric(world, "serveplane_pod_actions_total") == 0
-    assert snapshot() == before
+    assert pods_and_deploy_times(world) == before
     world.kubectl_wait_ready("scl/demo", "sapp/composed", timeout=60)
 
 
-def metric(world: World, name: str, **labels: str) -> float:
-    """Sum of a metric's samples (with these labels) as the operator exports them now."""
-    with urllib.request.urlopen(world.operator.metrics_url, timeout=10) as answer:
+OPERATOR_USER = f"system:serviceaccount:{operatorproc.NAMESPACE}:{operatorproc.ACCOUNT}"
+
+
+def operator_requests(world: World, since: float, until: float) -> collections.Counter[tuple[str, str]]:
+    """What the operator asked of the API server in [since, until): every verb but watch, leases apart."""
+    calls = audit.count(audit.read(world.cp.audit_log), user=OPERATOR_USER, since=since, until=until)
+    return collections.Counter({k: v for k, v in calls.items() if not k[1].startswith("leases")})
+
+
+def pods_and_deploy_times(world: World) -> tuple[dict[str, Any], dict[str, float]]:
+    """Each pod's UID and restarts, and when Serve last deployed each application: what a restart must keep."""
+    pods = {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
+            for p in world.items("pods")}
+    deployed = {name: app["last_deployed_time_s"] for name, app in world.serve_status()["applications"].items()}
+    return pods, deployed
+
+
+def quiet_since(world: World, seconds: float) -> bool:
+    """The operator has written nothing for `seconds` (by the audit log): its reaction to the journey is over."""
+    now = time.time()
+    return not operator_requests(world, now - seconds, now)
+
+
+def test_a_steady_minute_costs_the_api_server_nothing(world: World) -> None:
+    """Idle: no GET, LIST or write by the operator's account (watches aside), so nothing grows with the cluster."""
+    world.kubectl_wait_ready("scl/demo", "sapp/composed", "sdep/composed-model", timeout=120)
+    wait_for("the operator to go quiet", lambda: quiet_since(world, 10))
+    gets_before = metric(world, "serveplane_dashboard_requests_total", method="GET")
+    start = time.time()
+    time.sleep(60)  # the measured window itself, not a wait for a condition
+    calls = operator_requests(world, start, time.time())
+    gets = metric(world, "serveplane_dashboard_requests_total", method="GET") - gets_before
+    world.timings["idle_api_requests_per_min"] = sum(calls.values())
+    world.timings["idle_dashboard_gets_per_min"] = gets
+    print(f"\nsteady minute: {sum(calls.values())} API requests by the operator {dict(calls)}; {gets:.0f} dashboard GETs")
+    assert not calls, f"the operator made API requests while nothing changed: {dict(calls)}"
+    # One cluster, polled slowly (SERVEPLANE_POLL_SLOW_S=5 in the tests): about 12 a minute, never fast polling.
+    assert 0 < gets <= 60 / 5 + 2
+
+
+def take_over(world: World, standby: OperatorProcess, during: Callable[[], None] = lambda: None) -> float:
+    """kill -9 the leader, do `during` at once, and return the seconds until `standby` leads."""
+    world.standbys.append(standby)
+    standby.start()
+    assert metric(world, "serveplane_leader") == 1
+    assert metric_of(standby, "serveplane_leader") == 0, "two leaders"
+    old_leader = world.operator
+    assert old_leader.pid is not None
+    os.killpg(old_leader.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    during()
+    wait_for("the standby to lead", lambda: metric_of(standby, "serveplane_leader") == 1, timeout=30, interval=0.2)
+    takeover = time.monotonic() - killed
+    old_leader.stop()
+    world.operator = standby
+    return takeover
+
+
+def test_the_standby_takes_over_a_killed_leader_and_submits_nothing(
+    world: World, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    world.kubectl_wait_ready("scl/demo", "sapp/composed", "sdep/composed-model", timeout=120)
+    before = pods_and_deploy_times(world)
+    standby = OperatorProcess(world.cp, tmp_path_factory.mktemp("standby-b"), env=operatorproc.election_env("operator-b"))
+    takeover = take_over(world, standby)
+    world.timings["leader_takeover_s"] = round(takeover, 1)
+    print(f"\nleader killed -> standby leading in {takeover:.1f} s")
+    assert takeover < 15
+    wait_for("a few rounds by the new leader", lambda: metric(world, "serveplane_reconcile_total") >= 3, timeout=60)
+    assert metric(world, "serveplane_serve_config_submissions_total") == 0, "the new leader must not resubmit"
+    assert metric(world, "serveplane_pod_actions_total") == 0, "the new leader restarts no Ray pod"
+    assert pods_and_deploy_times(world) == before, "Serve's deploy times and the pods are untouched"
+
+
+def test_a_change_made_during_a_takeover_is_applied(world: World, tmp_path_factory: pytest.TempPathFactory) -> None:
+    before = pods_and_deploy_times(world)[0]
+    standby = OperatorProcess(world.cp, tmp_path_factory.mktemp("standby-c"), env=operatorproc.election_env("operator-c"))
+
+    def scale() -> None:
+        world.cp.kubectl("patch", "sdep", "composed-model", "-n", NS, "--type=merge", "-p", '{"spec":{"numReplicas":2}}')
+    takeover = take_over(world, standby, during=scale)
+    assert takeover < 15
+
+    def two_replicas() -> bool:
+        return bool(world.serve_status()["applications"]["composed"]["deployments"]["Model"]["target_num_replicas"] == 2)
+    wait_for("the change made during the takeover to reach Serve", two_replicas)
+    assert metric(world, "serveplane_serve_config_submissions_total", reason="ConfigChanged") == 1
+    assert metric(world, "serveplane_serve_config_submissions_total") == 1, "only the change is submitted"
+    assert metric(world, "serveplane_pod_actions_total") == 0
+    assert pods_and_deploy_times(world)[0] == before
+    world.kubectl_wait_ready("sdep/composed-model", timeout=240)
+
+
+@pytest.mark.parametrize("component", ["etcd", "kube-apiserver"])
+def test_the_operator_rides_out_a_control_plane_restart(world: World, component: str) -> None:
+    world.kubectl_wait_ready("scl/demo", "sapp/composed", "sdep/composed-model", timeout=120)
+    before = pods_and_deploy_times(world)
+    submitted = metric(world, "serveplane_serve_config_submissions_total")
+    rounds = metric(world, "serveplane_reconcile_total")
+    world.cp.restart(component)
+    wait_for(f"rounds after the {component} restart",
+             lambda: metric(world, "serveplane_reconcile_total") >= rounds + 2, timeout=60)
+    assert metric(world, "serveplane_serve_config_submissions_total") == submitted, "a reconnect resubmits nothing"
+    assert pods_and_deploy_times(world) == before
+    replicas = 1 if component == "etcd" else 2
+    world.cp.kubectl("patch", "sdep", "composed-model", "-n", NS, "--type=merge",
+                     "-p", json.dumps({"spec": {"numReplicas": replicas}}))
+
+    def applied() -> bool:
+        deployments = world.serve_status()["applications"]["composed"]["deployments"]
+        return deployments["Model"]["target_num_replicas"] == replicas
+    wait_for(f"the change made after the {component} restart to reach Serve", applied, timeout=120)
+    assert metric(world, "serveplane_serve_config_submissions_total") == submitted + 1, "only the change"
+    assert metric(world, "serveplane_pod_actions_total") == 0
+    assert pods_and_deploy_times(world)[0] == before[0], f"a {component} restart must restart no Ray pod"
+    world.kubectl_wait_ready("scl/demo", "sdep/composed-model", timeout=240)
+
+
+def metric_of(proc: OperatorProcess, name: str, **labels: str) -> float:
+    """Sum of a metric's samples (with these labels) as operator process `proc` exports them now."""
+    with urllib.request.urlopen(proc.metrics_url, timeout=10) as answer:
         text = answer.read().decode()
     total = 0.0
     for line in text.splitlines():
@@ -298,6 +439,11 @@ def metric(world: World, name: str, **labels: str) -> float:
             if all(f'{k}="{v}"' in line for k, v in labels.items()):
                 total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def metric(world: World, name: str, **labels: str) -> float:
+    """Sum of a metric's samples (with these labels) as the leading operator exports them now."""
+    return metric_of(world.operator, name, **labels)
 
 
 def test_deleting_the_cluster_leaves_nothing_behind(world: World) -> None:
