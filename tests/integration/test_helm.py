@@ -27,6 +27,7 @@ from serveplane.localcluster.operatorproc import CRDS_DIR, RULES_FILE
 from serveplane.localcluster.processes import free_port
 from serveplane.localcluster.testkit import condition, wait_for
 from serveplane.localcluster.testkit import get_object as get
+from serveplane.operator import leader
 from serveplane.operator.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -106,6 +107,15 @@ def rules_file() -> list[dict[str, Any]]:
     return yaml.safe_load(RULES_FILE.read_text())
 
 
+def lease_rules() -> list[dict[str, Any]]:
+    """The leader election's rules, which the chart grants in a Role in the release's namespace only."""
+    return [rule for rule in rules_file() if "leases" in rule["resources"]]
+
+
+def rules_without_leases() -> list[dict[str, Any]]:
+    return [rule for rule in rules_file() if "leases" not in rule["resources"]]
+
+
 def setting_envs() -> set[str]:
     """The environment variable of every field of operator/settings.py (SERVEPLANE_ + the field's name)."""
     return {f"SERVEPLANE_{field.name.upper()}" for field in dataclasses.fields(Settings)}
@@ -119,6 +129,18 @@ def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def env_of(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+def pod_env(container: dict[str, Any], pod: str, namespace: str) -> dict[str, str]:
+    """The container's environment as the kubelet would set it in pod `pod` (the downward API's fields too)."""
+    fields = {"metadata.name": pod, "metadata.namespace": namespace}
+    env = {}
+    for e in container["env"]:
+        if "valueFrom" in e:
+            env[e["name"]] = fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            env[e["name"]] = e.get("value", "")
+    return env
 
 
 def server_dry_run(cp: ControlPlane, docs: list[dict[str, Any]]) -> str:
@@ -169,20 +191,35 @@ def test_template_with_default_values(helm: Helm, controlplane: ControlPlane) ->
     docs = helm.template()
     objects = by_kind(docs)
     ns = "serveplane-system"
+    election = f"{RELEASE}-leader-election"
     assert set(objects) == {
         ("ServiceAccount", ns, RELEASE), ("ClusterRole", "", RELEASE), ("ClusterRoleBinding", "", RELEASE),
-        ("Service", ns, f"{RELEASE}-metrics"), ("Deployment", ns, RELEASE),
+        ("Role", ns, election), ("RoleBinding", ns, election),
+        ("Service", ns, f"{RELEASE}-metrics"), ("Deployment", ns, RELEASE), ("PodDisruptionBudget", ns, RELEASE),
     }
-    # RBAC: cluster-wide, exactly the rules of files/rbac-rules.yaml, bound to the release's ServiceAccount.
-    assert objects[("ClusterRole", "", RELEASE)]["rules"] == rules_file()
+    # RBAC: cluster-wide, the rules of files/rbac-rules.yaml, bound to the release's ServiceAccount; the Lease
+    # rules only in the release's namespace (update on every Lease would reach kube-system's and node heartbeats).
+    assert objects[("ClusterRole", "", RELEASE)]["rules"] == rules_without_leases()
     binding = objects[("ClusterRoleBinding", "", RELEASE)]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": ns}]
     assert binding["roleRef"]["name"] == RELEASE
+    assert lease_rules() and objects[("Role", ns, election)]["rules"] == lease_rules()
+    assert objects[("RoleBinding", ns, election)]["subjects"] == binding["subjects"]
+    assert objects[("RoleBinding", ns, election)]["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": election}
 
+    # Two replicas under leader election: a rollout may overlap them (only the Lease's holder reconciles).
     deployment = objects[("Deployment", ns, RELEASE)]
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    pdb = objects[("PodDisruptionBudget", ns, RELEASE)]["spec"]
+    assert pdb == {"minAvailable": 1, "selector": {"matchLabels": selector}}
     pod = deployment["spec"]["template"]["spec"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"] == {"topologyKey": "kubernetes.io/hostname",
+                                       "labelSelector": {"matchLabels": selector}}
     assert pod["serviceAccountName"] == RELEASE
     assert pod["securityContext"]["runAsNonRoot"] is True
     container = operator_container(docs)
@@ -196,11 +233,13 @@ def test_template_with_default_values(helm: Helm, controlplane: ControlPlane) ->
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
 
     # Every setting of the operator is set, and the chart's defaults are the operator's own.
-    env = env_of(container)
+    env = pod_env(container, "serveplane-7d9f8-x2k4q", ns)
     assert setting_envs() <= set(env), setting_envs() - set(env)
     settings, defaults = Settings.from_env(env), Settings()
     assert settings == dataclasses.replace(defaults, default_image="serveplane/runtime:0.1.0")
     assert settings.namespaces == ()
+    # Leader election: the Lease in the release's namespace, the pod's name as identity, the module's timing.
+    assert leader.config_from_env(env) == leader.LeaseConfig(namespace=ns, identity="serveplane-7d9f8-x2k4q")
 
     service = objects[("Service", ns, f"{RELEASE}-metrics")]
     assert service["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
@@ -210,6 +249,37 @@ def test_template_with_default_values(helm: Helm, controlplane: ControlPlane) ->
     out = server_dry_run(controlplane, docs)
     assert f"deployment.apps/{RELEASE} created (server dry run)" in out
     assert f"clusterrole.rbac.authorization.k8s.io/{RELEASE} created (server dry run)" in out
+    assert f"role.rbac.authorization.k8s.io/{election} created (server dry run)" in out
+    assert f"poddisruptionbudget.policy/{RELEASE} created (server dry run)" in out
+
+
+def test_template_without_leader_election(helm: Helm) -> None:
+    """One operator, no election: Recreate (never two at once), no PodDisruptionBudget, no Lease Role."""
+    ns = "serveplane-system"
+    docs = helm.template("--set", "leaderElection.enabled=false", "--set", "replicas=1")
+    objects = by_kind(docs)
+    assert set(objects) == {
+        ("ServiceAccount", ns, RELEASE), ("ClusterRole", "", RELEASE), ("ClusterRoleBinding", "", RELEASE),
+        ("Service", ns, f"{RELEASE}-metrics"), ("Deployment", ns, RELEASE),
+    }
+    deployment = objects[("Deployment", ns, RELEASE)]
+    assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert "affinity" not in deployment["spec"]["template"]["spec"]
+    env = pod_env(operator_container(docs), "serveplane-0", ns)
+    assert env["SERVEPLANE_LEADER_ELECTION"] == "false" and leader.config_from_env(env) is None
+    # One replica with election (and a user's own affinity and Lease timing): no PDB, the affinity as given.
+    docs = helm.template(
+        "--set", "replicas=1", "--set", "affinity.nodeAffinity.x=y", "--set", "leaderElection.leaseName=ops",
+        "--set", "leaderElection.leaseDurationSeconds=15", "--set", "leaderElection.renewPeriodSeconds=3",
+        "--set-json", "leaderElection.retryPeriodSeconds=1.5")
+    objects = by_kind(docs)
+    assert ("PodDisruptionBudget", ns, RELEASE) not in objects
+    assert ("Role", ns, f"{RELEASE}-leader-election") in objects
+    deployment = objects[("Deployment", ns, RELEASE)]
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["template"]["spec"]["affinity"] == {"nodeAffinity": {"x": "y"}}
+    assert leader.config_from_env(pod_env(operator_container(docs), "serveplane-0", ns)) == leader.LeaseConfig(
+        namespace=ns, name="ops", identity="serveplane-0", lease_duration_s=15, renew_period_s=3, retry_period_s=1.5)
 
 
 def test_template_with_namespaces_and_monitors(
@@ -230,8 +300,10 @@ def test_template_with_namespaces_and_monitors(
         role, binding = objects[("Role", name, RELEASE)], objects[("RoleBinding", name, RELEASE)]
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": RELEASE}
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": ns}]
-        # Nothing of the rules file is lost or duplicated between the Role and the ClusterRole.
-        assert sorted(map(json.dumps, role["rules"] + cluster_rules)) == sorted(map(json.dumps, rules_file()))
+        # Nothing of the rules file is lost or duplicated between the Roles and the ClusterRole.
+        lease_role = objects[("Role", ns, f"{RELEASE}-leader-election")]["rules"]
+        assert sorted(map(json.dumps, role["rules"] + cluster_rules + lease_role)) == sorted(
+            map(json.dumps, rules_file()))
     env = env_of(operator_container(docs))
     settings = Settings.from_env(env)
     assert (settings.namespaces, settings.log_level, settings.poll_slow_s, settings.metrics_port) == (
@@ -287,7 +359,11 @@ def test_ray_pods_match_the_pod_monitor(helm: Helm) -> None:
 
 BAD_VALUES = {
     "replicas: two": (["--set", "replicas=two"], ["/replicas", "got string, want integer"]),
-    "two operators": (["--set", "replicas=2"], ["/replicas", "must be one of 0, 1"]),
+    "two operators without election": (["--set", "leaderElection.enabled=false"], ["/replicas", "got 2, want 1"]),
+    "negative replicas": (["--set", "replicas=-1"], ["/replicas", "minimum"]),
+    "lease of 2.5 s": (["--set", "leaderElection.leaseDurationSeconds=2.5"], ["/leaderElection/leaseDurationSeconds"]),
+    "bad lease name": (["--set", "leaderElection.leaseName=Ops_Lease"], ["/leaderElection/leaseName"]),
+    "a typo in leaderElection": (["--set", "leaderElection.enable=true"], ["additional properties 'enable'"]),
     "logLevel: LOUD": (["--set", "logLevel=LOUD"], ["/logLevel", "must be one of 'DEBUG', 'INFO'"]),
     "a typo": (["--set", "watchNamespace={a}"], ["additional properties 'watchNamespace' not allowed"]),
     "not a namespace": (["--set", "watchNamespaces={Team_A}"], ["/watchNamespaces/0", "'Team_A' does not match"]),
@@ -304,6 +380,23 @@ def test_bad_values_fail_helm_install_naming_the_value(helm: Helm, case: str) ->
     for message in messages:
         assert message in result.stderr, result.stderr
     assert "bad" not in helm("list", "--all-namespaces", "-q", cluster=True).stdout.split()
+
+
+BAD_COMBINATIONS = {
+    "renewals that cannot fit in the lease": (
+        ["--set", "leaderElection.renewPeriodSeconds=6", "--set", "leaderElection.retryPeriodSeconds=4"],
+        "renewPeriodSeconds (6) + retryPeriodSeconds (4) must be less than leaseDurationSeconds (10)"),
+    "a PDB that blocks every drain": (
+        ["--set", "podDisruptionBudget.minAvailable=2"],
+        "podDisruptionBudget.minAvailable (2) must be less than replicas (2)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_COMBINATIONS))
+def test_bad_combinations_fail_with_the_chart_s_message(helm: Helm, case: str) -> None:
+    args, message = BAD_COMBINATIONS[case]
+    result = helm("template", RELEASE, str(CHART), *args, check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
 
 
 # --- a real install ---------------------------------------------------------------------------------------------
@@ -368,7 +461,11 @@ class ReleaseOperator:
         assert "Traceback" not in log, "the operator failed:\n" + log[-6000:]
 
 
-RELEASE_OBJECTS = [("deployment", RELEASE), ("serviceaccount", RELEASE), ("service", f"{RELEASE}-metrics")]
+RELEASE_OBJECTS = [
+    ("deployment", RELEASE), ("serviceaccount", RELEASE), ("service", f"{RELEASE}-metrics"),
+    ("poddisruptionbudget", RELEASE), ("role", f"{RELEASE}-leader-election"),
+    ("rolebinding", f"{RELEASE}-leader-election"),
+]
 CLUSTER_OBJECTS = [("clusterrole", RELEASE), ("clusterrolebinding", RELEASE)]
 
 
@@ -398,11 +495,20 @@ def test_install_run_the_operator_as_the_release_and_uninstall(
             assert get(cp, "role", RELEASE, apps_ns) is not None
             assert get(cp, "rolebinding", RELEASE, apps_ns) is not None
 
-        # The operator as the release would run it: its ServiceAccount's token, its Deployment's environment.
+        # The operator as the release would run it: its ServiceAccount's token, its Deployment's environment
+        # (the downward API's fields filled in as the kubelet would, for a pod of this release).
         container = deployment["spec"]["template"]["spec"]["containers"][0]
-        env = env_of(container)
+        pod_name = f"{RELEASE}-6c7d8-r4nd0"
+        env = pod_env(container, pod_name, release_ns)
         assert set(env) >= setting_envs()
         account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+        # The Lease rules hold in the release's namespace, and nowhere else.
+        as_account = f"--as=system:serviceaccount:{release_ns}:{account}"
+        for verb in ("get", "create", "update"):
+            assert cp.kubectl("auth", "can-i", verb, "leases.coordination.k8s.io", "-n", release_ns,
+                              as_account, check=False).stdout.strip() == "yes", verb
+        assert cp.kubectl("auth", "can-i", "update", "leases.coordination.k8s.io", "-n", "kube-system",
+                          as_account, check=False).stdout.strip() == "no"
         with ReleaseOperator(cp, release_ns, account, env, tmp_path) as operator:
             cp.kubectl("apply", "-n", apps_ns, "-f", str(EXAMPLES / "cluster.yaml"))
             for pod in ("demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"):
@@ -421,6 +527,9 @@ def test_install_run_the_operator_as_the_release_and_uninstall(
             cp.kubectl("apply", "-n", apps_ns, "-f", "-", input=yaml.safe_dump(bare))
             head = wait_for("pod bare-head", lambda: get(cp, "pod", "bare-head", apps_ns))
             assert head["spec"]["containers"][0]["image"] == "registry.example.com/serveplane/runtime:0.1.0"
+            # It reconciled as the holder of the release's Lease, under the release's Role.
+            lease = get(cp, "lease", env["SERVEPLANE_LEASE_NAME"], release_ns)
+            assert lease is not None and lease["spec"]["holderIdentity"] == pod_name, lease
         operator.assert_clean()
         cp.kubectl("delete", "scl", "demo", "bare", "-n", apps_ns, "--wait=false")
     finally:
