@@ -5,8 +5,9 @@ Replicas all watch and keep their stores warm; only the holder of the Lease reco
 `retry_period_s` and takes it once its record has not changed for `lease_duration_s`, measured on the standby's
 own monotonic clock since it last saw the record change (clocks of different machines are never compared).
 
-Why a Lease and not kopf's peering: peering pauses operators of lower priority and needs its own CRD; replicas of
-equal priority all keep running (with a warning), so it cannot keep two replicas from both PUTting Serve configs.
+Why a Lease and not kopf's peering: peering needs a CRD of its own and keeps-alive every 60 s; an operator of lower
+priority pauses, and replicas of equal priority all pause (kopf warns "Possibly conflicting operators"), so two
+equal replicas would leave nobody reconciling: it is a guard against conflicting operators, not an election.
 
 The decisions (`expired`, `claim`) are pure and table-tested; `LeaderElector` does the I/O.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import socket
 import time
@@ -34,6 +36,7 @@ class LeaseConfig:
     namespace: str
     identity: str
     name: str = "serveplane-operator"
+    """The Lease's name (SERVEPLANE_LEASE_NAME)."""
     lease_duration_s: float = 10.0
     """How long a silent holder keeps the lease: the takeover time after a leader dies."""
     renew_period_s: float = 2.0
@@ -47,6 +50,19 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     return raw in ("true", "1", "yes")
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not value >= minimum:
+        raise ValueError(f"{name}={raw!r} is not valid: a number of seconds >= {minimum:g}")
+    return value
+
+
 def config_from_env(env: Mapping[str, str]) -> LeaseConfig | None:
     """The election's settings, or None when SERVEPLANE_LEADER_ELECTION is off (the default outside the chart)."""
     if not _flag(env, "SERVEPLANE_LEADER_ELECTION"):
@@ -54,15 +70,20 @@ def config_from_env(env: Mapping[str, str]) -> LeaseConfig | None:
     namespace = env.get("SERVEPLANE_LEADER_ELECTION_NAMESPACE") or env.get("POD_NAMESPACE")
     if not namespace:
         raise ValueError("SERVEPLANE_LEADER_ELECTION_NAMESPACE is required with SERVEPLANE_LEADER_ELECTION=true")
-    identity = env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
-    try:
-        duration = float(env.get("SERVEPLANE_LEASE_DURATION_S", "10"))
-    except ValueError:
-        duration = 0
-    if duration < 3:
-        raise ValueError(f"SERVEPLANE_LEASE_DURATION_S={env.get('SERVEPLANE_LEASE_DURATION_S')!r} is not valid: >= 3")
-    return LeaseConfig(namespace=namespace, identity=identity, lease_duration_s=duration,
-                       renew_period_s=duration / 5, retry_period_s=duration / 5)
+    duration = float(int(_seconds(env, "SERVEPLANE_LEASE_DURATION_S", 10.0, 3.0)))
+    renew = _seconds(env, "SERVEPLANE_LEASE_RENEW_PERIOD_S", duration / 5, 0.1)
+    retry = _seconds(env, "SERVEPLANE_LEASE_RETRY_PERIOD_S", duration / 5, 0.1)
+    if renew + retry >= duration:
+        raise ValueError(
+            f"SERVEPLANE_LEASE_RENEW_PERIOD_S + SERVEPLANE_LEASE_RETRY_PERIOD_S ({renew:g} + {retry:g}) must be less "
+            f"than SERVEPLANE_LEASE_DURATION_S ({duration:g})"
+        )
+    return LeaseConfig(
+        namespace=namespace,
+        identity=env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+        name=env.get("SERVEPLANE_LEASE_NAME") or LeaseConfig.name,
+        lease_duration_s=duration, renew_period_s=renew, retry_period_s=retry,
+    )
 
 
 def _now() -> str:
@@ -149,42 +170,50 @@ class LeaderElector:
         """Return once this process holds the lease."""
         while True:
             try:
-                if await self._try():
+                if await asyncio.wait_for(self._try(), timeout=self.config.lease_duration_s):
                     self.is_leader = True
                     log.info("leader election: %s holds lease %s/%s", self.config.identity,
                              self.config.namespace, self.config.name)
                     return
-            except (KubeError, OSError, TimeoutError) as error:
-                log.warning("leader election: acquiring the lease failed: %s", error)
+            except Exception as error:  # any failure is retried; the lease decides who leads
+                log.warning("leader election: acquiring the lease failed: %r", error)
             await asyncio.sleep(self.config.retry_period_s)
 
     async def hold(self) -> None:
-        """Renew while holding; return when the lease is lost (taken, or not renewed before it would expire)."""
-        last_renewed = time.monotonic()
+        """Renew while holding; return when the lease is lost: taken by another, or not renewed in time.
+
+        A renewal counts from when it was sent, and no renewal may outlast the moment a standby could take the
+        lease (minus one retry period): never two leaders at once, however slowly the API server answers.
+        """
+        cfg = self.config
+        renewed_sent_at = time.monotonic()
         while True:
-            await asyncio.sleep(self.config.renew_period_s)
+            await asyncio.sleep(cfg.renew_period_s)
+            sent_at = time.monotonic()
+            deadline = renewed_sent_at + cfg.lease_duration_s - cfg.retry_period_s
             try:
-                if await self._try():
-                    last_renewed = time.monotonic()
+                if await asyncio.wait_for(self._try(), timeout=max(deadline - sent_at, 0.01)):
+                    renewed_sent_at = sent_at
                     continue
                 holder = ((self._lease or {}).get("spec") or {}).get("holderIdentity")
-                if holder not in (None, "", self.config.identity):
+                if holder not in (None, "", cfg.identity):
                     log.error("leader election: %s took the lease", holder)
                     break
-            except (KubeError, OSError, TimeoutError) as error:
-                log.warning("leader election: renewing the lease failed: %s", error)
-            # Give up before a standby could take over: never two leaders at once.
-            if time.monotonic() - last_renewed > self.config.lease_duration_s * 0.8:
+            except Exception as error:  # a failed renewal is retried until the deadline
+                log.warning("leader election: renewing the lease failed: %r", error)
+            if time.monotonic() >= deadline:
                 break
         self.is_leader = False
 
     async def release(self) -> None:
-        """On a clean stop: clear the holder so a standby takes over at once."""
+        """On a clean stop: clear the holder so a standby takes over at once (best effort: a 409 means it
+        is already someone else's)."""
         if not self.is_leader or self._lease is None:
             return
         spec = {**(self._lease.get("spec") or {}), "holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": _now()}
         try:
-            await self.api.request("PUT", self._path, {**self._lease, "spec": spec})
-        except (KubeError, OSError, TimeoutError) as error:
-            log.warning("leader election: releasing the lease failed: %s", error)
+            await asyncio.wait_for(self.api.request("PUT", self._path, {**self._lease, "spec": spec}),
+                                   timeout=self.config.renew_period_s)
+        except Exception as error:  # the lease then simply expires
+            log.warning("leader election: releasing the lease failed: %r", error)
         self.is_leader = False

@@ -114,6 +114,10 @@ class OperatorProcess:
         except FileNotFoundError:
             return "(no log)"
 
+    def exited(self) -> bool:
+        """The process has ended by itself (it was started and has not been stopped)."""
+        return self._proc is not None and self._proc.poll() is not None
+
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None

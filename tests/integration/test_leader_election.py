@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from serveplane.localcluster import audit
 from serveplane.localcluster.controlplane import ControlPlane
-from serveplane.localcluster.operatorproc import NAMESPACE, OperatorProcess, election_env, install
+from serveplane.localcluster.operatorproc import ACCOUNT, NAMESPACE, OperatorProcess, election_env, install
 from serveplane.localcluster.testkit import get_object, wait_for
 
 LEASE = "serveplane-operator"
+USER = f"system:serviceaccount:{NAMESPACE}:{ACCOUNT}"
 
 
 def leading(proc: OperatorProcess) -> bool:
@@ -85,3 +87,30 @@ def test_a_leader_stopped_cleanly_hands_over_at_once(controlplane: ControlPlane,
     handover = time.monotonic() - started
     print(f"\nclean stop of the leader -> standby leading in {handover:.1f} s")
     assert handover < 6, "a released lease is taken at the standby's next retry, not after a lease duration"
+
+
+def test_a_leader_whose_lease_is_taken_stops_and_renewals_never_read(
+    controlplane: ControlPlane, replicas: list[OperatorProcess]
+) -> None:
+    cp = controlplane
+    a, b = replicas
+    b.stop()  # the replicas share one account: alone, the leader's requests are the only ones on the Lease
+    since = time.time()
+    wait_for("a few renewals", lambda: len(lease_requests(cp, since)) >= 3, timeout=30)
+    verbs = {r.verb for r in lease_requests(cp, since)}
+    assert verbs == {"update"}, f"a holder renews with its last resourceVersion and never reads first: {verbs}"
+    lease = get_object(cp, "lease", LEASE, NAMESPACE)
+    assert lease is not None
+    lease["spec"]["holderIdentity"] = "someone-else"
+    lease["spec"]["leaseDurationSeconds"] = 60
+    cp.kubectl("replace", "-f", "-", input=json.dumps(lease))
+    try:
+        # Reconciling beside another leader is what must never happen: the old leader exits.
+        wait_for("the old leader to stop", a.exited, timeout=30, interval=0.2)
+        assert holder(cp) == "someone-else"
+    finally:
+        cp.kubectl("delete", "lease", LEASE, "-n", NAMESPACE)  # later tests' operators must not wait a minute
+
+
+def lease_requests(cp: ControlPlane, since: float) -> list[audit.Request]:
+    return [r for r in audit.select(audit.read(cp.audit_log), user=USER, since=since) if r.resource == "leases"]

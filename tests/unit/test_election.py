@@ -47,6 +47,10 @@ def test_config_from_env() -> None:
     cfg = election.config_from_env({"SERVEPLANE_LEADER_ELECTION": "true", "SERVEPLANE_LEADER_ELECTION_NAMESPACE": "ops",
                                     "POD_NAME": "op-1"})
     assert cfg is not None and (cfg.namespace, cfg.identity, cfg.lease_duration_s) == ("ops", "op-1", 10.0)
+    assert (cfg.name, cfg.renew_period_s, cfg.retry_period_s) == ("serveplane-operator", 2.0, 2.0)
+    named = election.config_from_env({"SERVEPLANE_LEADER_ELECTION": "1", "POD_NAMESPACE": "ops",
+                                      "SERVEPLANE_LEASE_NAME": "mine", "SERVEPLANE_LEASE_RETRY_PERIOD_S": "1"})
+    assert named is not None and (named.namespace, named.name, named.retry_period_s) == ("ops", "mine", 1.0)
 
 
 @pytest.mark.parametrize(
@@ -56,6 +60,10 @@ def test_config_from_env() -> None:
         ({"SERVEPLANE_LEADER_ELECTION": "true"}, "SERVEPLANE_LEADER_ELECTION_NAMESPACE"),
         ({"SERVEPLANE_LEADER_ELECTION": "true", "POD_NAMESPACE": "ops", "SERVEPLANE_LEASE_DURATION_S": "1"},
          "SERVEPLANE_LEASE_DURATION_S"),
+        ({"SERVEPLANE_LEADER_ELECTION": "true", "POD_NAMESPACE": "ops", "SERVEPLANE_LEASE_RENEW_PERIOD_S": "x"},
+         "SERVEPLANE_LEASE_RENEW_PERIOD_S"),
+        ({"SERVEPLANE_LEADER_ELECTION": "true", "POD_NAMESPACE": "ops", "SERVEPLANE_LEASE_RENEW_PERIOD_S": "5",
+          "SERVEPLANE_LEASE_RETRY_PERIOD_S": "5"}, "must be less than SERVEPLANE_LEASE_DURATION_S"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
