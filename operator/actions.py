@@ -1,4 +1,5 @@
 """PURE: what a round of reconcile decided to do, as data. The planner returns them; the executor does them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -7,6 +7,7 @@ this store instead of a GET or LIST, so a steady operator makes no requests at a
 Which cluster loop an event concerns is decided here too (`touched`), because it needs the store: a
 ServeDeployment reaches its cluster through its application.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -102,7 +103,8 @@ class Store:
     def owned(self, kind: str, namespace: str, cluster: str) -> list[Obj]:
         """Pods, Services or Ingresses of one ServeCluster, found by the cluster label the operator sets."""
         return [
-            obj for obj in self.in_namespace(kind, namespace)
+            obj
+            for obj in self.in_namespace(kind, namespace)
             if (obj["metadata"].get("labels") or {}).get(common.CLUSTER_LABEL) == cluster
         ]
 

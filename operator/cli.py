@@ -1,4 +1,5 @@
 """The `serveplane` command: operator, crds, render, and dev (the local control plane for a laptop)."""
+
 from __future__ import annotations
 
 import argparse
@@ -110,7 +111,9 @@ def parser() -> argparse.ArgumentParser:
     up = actions.add_parser("up", help="start it all (or reuse what runs) and print the curl lines")
     # SUPPRESS: when not given here, keep what the `dev` level set instead of overwriting it with False.
     up.add_argument(
-        "--control-plane-only", action="store_true", default=argparse.SUPPRESS,
+        "--control-plane-only",
+        action="store_true",
+        default=argparse.SUPPRESS,
         help="start only the control plane and print `export KUBECONFIG=...`",
     )
     actions.add_parser("down", help="stop and remove everything `up` started")

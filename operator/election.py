@@ -11,6 +11,7 @@ equal replicas would leave nobody reconciling: it is a guard against conflicting
 
 The decisions (`expired`, `claim`) are pure and table-tested; `LeaderElector` does the I/O.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +22,7 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .clients.kube import Kube, KubeError
@@ -82,12 +83,14 @@ def config_from_env(env: Mapping[str, str]) -> LeaseConfig | None:
         namespace=namespace,
         identity=env.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
         name=env.get("SERVEPLANE_LEASE_NAME") or LeaseConfig.name,
-        lease_duration_s=duration, renew_period_s=renew, retry_period_s=retry,
+        lease_duration_s=duration,
+        renew_period_s=renew,
+        retry_period_s=retry,
     )
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def expired(spec: Obj, *, identity: str, unchanged_for_s: float) -> bool:
@@ -107,7 +110,8 @@ def claim(spec: Obj, *, identity: str, duration_s: float, now: str) -> Obj:
         "leaseDurationSeconds": int(duration_s),
         "renewTime": now,
         "acquireTime": now if new_holder else spec.get("acquireTime", now),
-        "leaseTransitions": int(spec.get("leaseTransitions") or 0) + (1 if new_holder and spec.get("holderIdentity") else 0),
+        "leaseTransitions": int(spec.get("leaseTransitions") or 0)
+        + (1 if new_holder and spec.get("holderIdentity") else 0),
     }
 
 
@@ -142,9 +146,12 @@ class LeaderElector:
         cfg = self.config
         lease = self._lease if self.is_leader else await self._read()
         if lease is None:
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": cfg.name, "namespace": cfg.namespace},
-                    "spec": claim({}, identity=cfg.identity, duration_s=cfg.lease_duration_s, now=_now())}
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": cfg.name, "namespace": cfg.namespace},
+                "spec": claim({}, identity=cfg.identity, duration_s=cfg.lease_duration_s, now=_now()),
+            }
             created = await self.api.request("POST", self.api.lease_path(cfg.namespace), body, tolerate=(409,))
             if created is not None:
                 self._observe(created)
@@ -172,8 +179,12 @@ class LeaderElector:
             try:
                 if await asyncio.wait_for(self._try(), timeout=self.config.lease_duration_s):
                     self.is_leader = True
-                    log.info("leader election: %s holds lease %s/%s", self.config.identity,
-                             self.config.namespace, self.config.name)
+                    log.info(
+                        "leader election: %s holds lease %s/%s",
+                        self.config.identity,
+                        self.config.namespace,
+                        self.config.name,
+                    )
                     return
             except Exception as error:  # any failure is retried; the lease decides who leads
                 log.warning("leader election: acquiring the lease failed: %r", error)
@@ -212,8 +223,9 @@ class LeaderElector:
             return
         spec = {**(self._lease.get("spec") or {}), "holderIdentity": "", "leaseDurationSeconds": 1, "renewTime": _now()}
         try:
-            await asyncio.wait_for(self.api.request("PUT", self._path, {**self._lease, "spec": spec}),
-                                   timeout=self.config.renew_period_s)
+            await asyncio.wait_for(
+                self.api.request("PUT", self._path, {**self._lease, "spec": spec}), timeout=self.config.renew_period_s
+            )
         except Exception as error:  # the lease then simply expires
             log.warning("leader election: releasing the lease failed: %r", error)
         self.is_leader = False

@@ -3,6 +3,7 @@ write's response back into the store, so the next round sees its own writes befo
 
 An action that raises stops the round; the loop retries it with backoff from a fresh snapshot.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,6 +20,7 @@ from .observe import DashboardPool, timed
 from .snapshot import Rejection
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class ClusterMemory:
@@ -106,7 +108,12 @@ class Executor:
         memory.composed_since.clear()
         memory.rejection = None
         names = ", ".join(app["name"] for app in action.config["applications"])
-        await self._event(cluster, "Normal", "ConfigApplied", f"submitted Serve config {action.config_hash} ({action.reason}): {names}")
+        await self._event(
+            cluster,
+            "Normal",
+            "ConfigApplied",
+            f"submitted Serve config {action.config_hash} ({action.reason}): {names}",
+        )
         # Record at once: if the operator stops right here, its successor must not submit again.
         applied = {"appliedConfigHash": action.config_hash, "appliedHeadUid": action.head_uid}
         self._keep(CLUSTERS, await self.kube.patch_custom_status(CLUSTERS, namespace, name, applied))

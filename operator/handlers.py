@@ -8,6 +8,7 @@ No change-detecting handlers (on.create/update) are used, so kopf keeps no bookk
 users' resources and a GitOps tool sees no drift. The only mark the operator leaves is the finalizer
 `serveplane.dev/serve-cleanup` on ServeApplications, so that a deleted application leaves Serve first.
 """
+
 from __future__ import annotations
 
 import asyncio

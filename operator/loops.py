@@ -8,6 +8,7 @@ clean round; any later news starts it again.
 Loops run only while this operator is active: its store holds the initial listing of every watched kind, and
 it is the leader (or runs without election). Until then, wakes are ignored; activating wakes every key.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """The operator's Prometheus metrics. Labels are bounded: kinds, results, methods and status classes only."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -15,31 +16,36 @@ RECONCILES = Counter(
     "serveplane_reconcile_total", "Reconciles of a ServeCluster and everything on it, by result.", ["kind", "result"]
 )
 RECONCILE_SECONDS = Histogram(
-    "serveplane_reconcile_duration_seconds", "Duration of one reconcile.", ["kind"],
+    "serveplane_reconcile_duration_seconds",
+    "Duration of one reconcile.",
+    ["kind"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 DASHBOARD_REQUESTS = Counter(
-    "serveplane_dashboard_requests_total", "Requests to Ray dashboards' Serve API, by method and status.",
+    "serveplane_dashboard_requests_total",
+    "Requests to Ray dashboards' Serve API, by method and status.",
     ["method", "code"],
 )
 DASHBOARD_SECONDS = Histogram(
-    "serveplane_dashboard_request_duration_seconds", "Latency of requests to Ray dashboards.", ["method"],
+    "serveplane_dashboard_request_duration_seconds",
+    "Latency of requests to Ray dashboards.",
+    ["method"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 SUBMISSIONS = Counter(
-    "serveplane_serve_config_submissions_total", "Serve configs PUT to a head, by reason and result.",
+    "serveplane_serve_config_submissions_total",
+    "Serve configs PUT to a head, by reason and result.",
     ["reason", "result"],
 )
 SPEC_TO_APPLIED_SECONDS = Histogram(
-    "serveplane_spec_to_applied_seconds", "From a change of the composed Serve config to Serve accepting it.",
+    "serveplane_spec_to_applied_seconds",
+    "From a change of the composed Serve config to Serve accepting it.",
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
 LEADER = Gauge(
     "serveplane_leader", "1 while this operator reconciles: it holds the lease, or runs without leader election."
 )
-POD_ACTIONS = Counter(
-    "serveplane_pod_actions_total", "Ray pods created or deleted by the operator.", ["action"]
-)
+POD_ACTIONS = Counter("serveplane_pod_actions_total", "Ray pods created or deleted by the operator.", ["action"])
 
 
 class ResourcesCollector(Collector):
@@ -52,7 +58,9 @@ class ResourcesCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         gauge = GaugeMetricFamily(
-            "serveplane_resources", "Resources by kind and the status of their Ready condition.", labels=["kind", "ready"]
+            "serveplane_resources",
+            "Resources by kind and the status of their Ready condition.",
+            labels=["kind", "ready"],
         )
         for kind in self._kinds:
             counts = {"True": 0, "False": 0, "Unknown": 0}

@@ -2,17 +2,30 @@
 
 The store answers without a request; the dashboard is the one thing asked each round (timed and counted).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import TypeVar
 
 from . import metrics, objects
-from .cache import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, ORPHANS, PODS, SERVICES, Key, Store, app_cluster, deployment_app
+from .cache import (
+    APPS,
+    CLUSTERS,
+    DEPLOYMENTS,
+    INGRESSES,
+    ORPHANS,
+    PODS,
+    SERVICES,
+    Key,
+    Store,
+    app_cluster,
+    deployment_app,
+)
 from .clients.dashboard import DashboardClient, DashboardError, DashboardRejected
 from .manifests import common
 from .snapshot import Rejection, Snapshot
@@ -72,7 +85,8 @@ def _from_store(store: Store, key: Key) -> Snapshot:
     app_names = {objects.name(a) for a in apps}
     if name == ORPHANS:
         deployments = tuple(
-            d for d in store.in_namespace(DEPLOYMENTS, namespace)
+            d
+            for d in store.in_namespace(DEPLOYMENTS, namespace)
             if store.get(APPS, namespace, deployment_app(d)) is None
         )
     else:
@@ -94,7 +108,8 @@ async def observe(store: Store, dashboards: DashboardPool, key: Key, rejection: 
     Serve's report."""
     snap = _from_store(store, key)
     head = next(
-        (p for p in snap.pods if objects.name(p) == common.head_pod_name(snap.name) and not objects.is_deleting(p)), None
+        (p for p in snap.pods if objects.name(p) == common.head_pod_name(snap.name) and not objects.is_deleting(p)),
+        None,
     )
     head_ip = ((head or {}).get("status") or {}).get("podIP")
     serve, error = None, None
@@ -106,4 +121,4 @@ async def observe(store: Store, dashboards: DashboardPool, key: Key, rejection: 
             error = str(problem)
     elif snap.cluster is None:
         await dashboards.forget(snap.namespace, snap.name)
-    return dataclasses.replace(snap, serve=serve, serve_error=error, rejection=rejection, now=datetime.now(timezone.utc))
+    return dataclasses.replace(snap, serve=serve, serve_error=error, rejection=rejection, now=datetime.now(UTC))

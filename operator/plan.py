@@ -1,4 +1,5 @@
 """PURE: decisions of the reconcile, from desired and observed state to actions."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -47,7 +48,8 @@ def plan_pods(desired: list[Obj], observed: list[Obj]) -> PodPlan:
     settled = not create and not delete and all(pod_ready(p) and not objects.is_deleting(p) for p in have.values())
     if settled:
         stale = [
-            name for name, pod in sorted(have.items())
+            name
+            for name, pod in sorted(have.items())
             if (pod["metadata"].get("annotations") or {}).get(common.POD_HASH_ANNOTATION)
             != want[name]["metadata"]["annotations"][common.POD_HASH_ANNOTATION]
         ]
@@ -92,9 +94,7 @@ def proxy_labels(pods: list[Obj], serve: dict[str, Any] | None) -> dict[str, str
     """
     if serve is None:
         return {}
-    healthy_ips = {
-        p.get("node_ip") for p in (serve.get("proxies") or {}).values() if p.get("status") == "HEALTHY"
-    }
+    healthy_ips = {p.get("node_ip") for p in (serve.get("proxies") or {}).values() if p.get("status") == "HEALTHY"}
     changes: dict[str, str | None] = {}
     for pod in pods:
         ip = (pod.get("status") or {}).get("podIP")

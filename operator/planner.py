@@ -3,6 +3,7 @@
 Every decision of the reconcile is made here or in `plan` (the single decisions it combines); nothing here
 does I/O, reads the clock or the environment. A steady cluster plans no action at all.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -10,10 +11,21 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import conditions, objects, plan, status
-from .actions import Action, Apply, CreatePod, DeleteIngress, DeletePod, LabelPod, Plan, SetFinalizers, Submit, WriteStatus
+from .actions import (
+    Action,
+    Apply,
+    CreatePod,
+    DeleteIngress,
+    DeletePod,
+    LabelPod,
+    Plan,
+    SetFinalizers,
+    Submit,
+    WriteStatus,
+)
 from .api.application import ServeApplicationStatus
-from .api.cluster import ServeClusterSpec, ServeClusterStatus
 from .api.base import StatusModel
+from .api.cluster import ServeClusterSpec, ServeClusterStatus
 from .api.deployment import ServeDeploymentStatus
 from .compose import Composition, compose, serve_view, validation_message
 from .manifests import common, network, pods
@@ -24,7 +36,9 @@ CLUSTERS, APPS, DEPLOYMENTS = "serveclusters", "serveapplications", "servedeploy
 SERVICES, INGRESSES = "services", "ingresses"
 
 STATUS_MODELS: dict[str, type[StatusModel]] = {
-    CLUSTERS: ServeClusterStatus, APPS: ServeApplicationStatus, DEPLOYMENTS: ServeDeploymentStatus,
+    CLUSTERS: ServeClusterStatus,
+    APPS: ServeApplicationStatus,
+    DEPLOYMENTS: ServeDeploymentStatus,
 }
 
 
@@ -90,13 +104,17 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
     actions += [CreatePod(pod) for pod in todo.create]
     actions += [DeletePod(pod_name, why) for pod_name, why in todo.delete.items()]
 
-    head = next((p for p in snap.pods if objects.name(p) == common.head_pod_name(name) and not objects.is_deleting(p)), None)
+    head = next(
+        (p for p in snap.pods if objects.name(p) == common.head_pod_name(name) and not objects.is_deleting(p)), None
+    )
     head_ip = ((head or {}).get("status") or {}).get("podIP")
     serve = snap.serve if head_ip else None
     composition = compose(spec, list(snap.apps), list(snap.deployments), serve_view(serve, list(snap.apps)))
 
-    actions += [LabelPod(pod_name, {common.PROXY_LABEL: label})
-                for pod_name, label in plan.proxy_labels(list(snap.pods), serve).items()]
+    actions += [
+        LabelPod(pod_name, {common.PROXY_LABEL: label})
+        for pod_name, label in plan.proxy_labels(list(snap.pods), serve).items()
+    ]
     routes = [app["route_prefix"] for app in composition.config["applications"]]
     ingress = network.ingress(cluster=name, namespace=namespace, uid=uid, spec=spec, routes=routes)
     if ingress is not None:
@@ -114,8 +132,12 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
     reason = None
     if head is not None and head_ip:
         reason = plan.submit_reason(
-            config_hash=composition.config_hash, head_uid=objects.uid(head), applied=applied,
-            composed_apps=set(composition.app_names), serve_apps=serve_apps, rejected_hash=rejected,
+            config_hash=composition.config_hash,
+            head_uid=objects.uid(head),
+            applied=applied,
+            composed_apps=set(composition.app_names),
+            serve_apps=serve_apps,
+            rejected_hash=rejected,
         )
     if reason is not None and head is not None:
         # The statuses wait for the next round, which sees what Serve made of the new config.

@@ -1,4 +1,5 @@
 """The operator's settings, read once from environment variables (the Helm chart sets them)."""
+
 from __future__ import annotations
 
 import os
@@ -42,7 +43,7 @@ class Settings:
     log_level: str = "INFO"
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         d = cls()
         positive, port = (lambda v: v > 0), (lambda v: 0 < v < 65536)

@@ -1,4 +1,5 @@
 """PURE: what one round of a cluster loop observed, frozen, as the planner's only input."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -3,6 +3,7 @@
 Each function returns the status as it goes on the wire; the caller writes it only if it differs from the
 live one, so nothing is written while nothing changes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -133,10 +134,15 @@ def _serve_app_conditions(
         return (True, "Running", "Serve reports the application RUNNING"), (False, "Running", ""), OK
     if state in ("DEPLOYING", "NOT_STARTED"):
         # An update keeps the old replicas answering until the new ones are up.
-        ready = (True, "Updating", "the previous version answers while Serve deploys the new one") if was_ready else (
-            False, "Deploying", "Serve is deploying the application")
+        ready = (
+            (True, "Updating", "the previous version answers while Serve deploys the new one")
+            if was_ready
+            else (False, "Deploying", "Serve is deploying the application")
+        )
         return ready, (True, "Deploying", message or "Serve is deploying the application"), OK
-    reason = {"DEPLOY_FAILED": "DeployFailed", "UNHEALTHY": "Unhealthy", "DELETING": "Deleting"}.get(state, state.title())
+    reason = {"DEPLOY_FAILED": "DeployFailed", "UNHEALTHY": "Unhealthy", "DELETING": "Deleting"}.get(
+        state, state.title()
+    )
     text = f"Serve reports {state}: {message}" if message else f"Serve reports {state}"
     return (False, reason, text), (False, reason, text), (state != "DELETING", reason, text)
 
@@ -190,8 +196,11 @@ def deployment_status(sdep: Obj, verdict: Verdict | None, serve_app: dict[str, A
         msg = f"waiting for application {objects.spec(sdep).get('application')!r} to exist on a ServeCluster"
         ready, progressing, degraded = (False, "ApplicationNotFound", msg), (True, "WaitingForApplication", msg), OK
     elif not verdict.ok:
-        ready, progressing, degraded = (False, verdict.reason, verdict.message), (False, verdict.reason, ""), (
-            True, verdict.reason, verdict.message)
+        ready, progressing, degraded = (
+            (False, verdict.reason, verdict.message),
+            (False, verdict.reason, ""),
+            (True, verdict.reason, verdict.message),
+        )
     elif verdict.waiting or details is None:
         msg = verdict.message if verdict.waiting else f"Serve has not reported deployment {target!r} yet"
         ready, progressing, degraded = (False, "Waiting", msg), (True, "Waiting", msg), OK

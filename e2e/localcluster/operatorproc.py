@@ -3,6 +3,7 @@
 The operator runs as a separate process with a token of its own ServiceAccount, bound to the very rules the
 Helm chart ships (helm/serveplane/files/rbac-rules.yaml), so the tests prove that those rules are enough.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,7 +30,12 @@ def rbac_objects(namespace: str = NAMESPACE, account: str = ACCOUNT) -> list[dic
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": namespace}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": account}, "rules": rules},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": account},
+            "rules": rules,
+        },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
@@ -75,7 +81,7 @@ class OperatorProcess:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
-    def start(self, timeout: float = 60.0) -> "OperatorProcess":
+    def start(self, timeout: float = 60.0) -> OperatorProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)
         kubeconfig = self.cp.create_service_account_kubeconfig(NAMESPACE, ACCOUNT, self.workdir / "operator.kubeconfig")
         env = {
@@ -127,7 +133,7 @@ class OperatorProcess:
         if proc is not None:
             processes.stop_groups([proc.pid], grace=timeout)
 
-    def __enter__(self) -> "OperatorProcess":
+    def __enter__(self) -> OperatorProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

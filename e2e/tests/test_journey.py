@@ -4,6 +4,7 @@ Real parts only: the API server, controller-manager and scheduler built from Go 
 kubelet (every pod its own processes in its own network namespace), real Ray in every pod, and the operator
 running under its own RBAC. The steps run in order and build on each other, as a user's session would.
 """
+
 from __future__ import annotations
 
 import collections
@@ -33,8 +34,6 @@ NS = "journey"
 pytestmark = pytest.mark.timeout(1500)
 # Ray on a 2-core machine: the journey's waits are longer than the API-server tests'.
 wait_for = functools.partial(_wait_for, timeout=240.0, interval=1.0)
-
-
 
 
 class World:
@@ -130,15 +129,17 @@ class Traffic:
         if empty_since:
             self.no_endpoint_s += time.monotonic() - empty_since
 
-    def __enter__(self) -> "Traffic":
+    def __enter__(self) -> Traffic:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(30)
-        print(f"\ntraffic to {self.path}: {self.sent} sent, {self.failed} failed, "
-              f"{self.no_endpoint_s:.1f} s with no ready endpoint")
+        print(
+            f"\ntraffic to {self.path}: {self.sent} sent, {self.failed} failed, "
+            f"{self.no_endpoint_s:.1f} s with no ready endpoint"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -187,8 +188,11 @@ def test_kubectl_scale_the_model_to_three_replicas(world: World) -> None:
     def three() -> bool:
         sdep = world.get("sdep", "composed-model")
         ready = world.condition("sdep", "composed-model", "Ready")
-        return sdep["status"].get("replicas") == 3 and ready.get("status") == "True" and \
-            ready.get("observedGeneration") == sdep["metadata"]["generation"]
+        return (
+            sdep["status"].get("replicas") == 3
+            and ready.get("status") == "True"
+            and ready.get("observedGeneration") == sdep["metadata"]["generation"]
+        )
 
     wait_for("3 Model replicas in the status", three)
     model = world.serve_status()["applications"]["composed"]["deployments"]["Model"]
@@ -196,8 +200,10 @@ def test_kubectl_scale_the_model_to_three_replicas(world: World) -> None:
 
 
 def test_args_update_in_place_without_restarts_or_failed_requests(world: World) -> None:
-    before = {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
-              for p in world.items("pods")}
+    before = {
+        p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
+        for p in world.items("pods")
+    }
     doc = yaml.safe_load((EXAMPLES / "hello.yaml").read_text())
     doc["spec"]["args"]["greeting"] = "Updated in place"
     endpoints = world.serve_endpoints()
@@ -212,17 +218,27 @@ def test_args_update_in_place_without_restarts_or_failed_requests(world: World) 
         world.timings["args_update_s"] = round(time.monotonic() - start, 1)
         time.sleep(2)
     assert traffic.sent > 20 and traffic.failed == 0 and traffic.no_endpoint_s == 0, traffic.errors[:5]
-    after = {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
-             for p in world.items("pods")}
+    after = {
+        p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
+        for p in world.items("pods")
+    }
     assert after == before, "an args update must not restart or replace any pod"
     world.kubectl_wait_ready("sapp/hello", timeout=120)
 
 
 def test_bad_import_path_and_route_clash_are_isolated(world: World) -> None:
-    bad = {"apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeApplication", "metadata": {"name": "broken"},
-           "spec": {"cluster": "demo", "importPath": "no_such_module_xyz:app"}}
-    clash = {"apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeApplication", "metadata": {"name": "clash"},
-             "spec": {"cluster": "demo", "importPath": "serveplane.examples.hello:app", "routePrefix": "/hello"}}
+    bad = {
+        "apiVersion": "serveplane.dev/v1alpha1",
+        "kind": "ServeApplication",
+        "metadata": {"name": "broken"},
+        "spec": {"cluster": "demo", "importPath": "no_such_module_xyz:app"},
+    }
+    clash = {
+        "apiVersion": "serveplane.dev/v1alpha1",
+        "kind": "ServeApplication",
+        "metadata": {"name": "clash"},
+        "spec": {"cluster": "demo", "importPath": "serveplane.examples.hello:app", "routePrefix": "/hello"},
+    }
     endpoints = world.serve_endpoints()
     with Traffic(world, "/hello/") as traffic:
         world.apply(yaml.safe_dump_all([bad, clash]))
@@ -252,22 +268,31 @@ def test_deleting_the_head_pod_recovers_and_shows_the_outage(world: World) -> No
     def watch() -> None:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not seen_outage.is_set():
-            if world.condition("scl", "demo", "Ready").get("status") == "False" and \
-                    world.condition("sapp", "hello", "Ready").get("status") == "False":
+            if (
+                world.condition("scl", "demo", "Ready").get("status") == "False"
+                and world.condition("sapp", "hello", "Ready").get("status") == "False"
+            ):
                 seen_outage.set()
             time.sleep(0.5)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     world.cp.kubectl("delete", "pod", "demo-head", "-n", NS, "--wait=false")
-    wait_for("a new head pod", lambda: (world.get("pod", "demo-head") or {}).get("metadata", {}).get("uid") not in (None, old["metadata"]["uid"]))
+    wait_for(
+        "a new head pod",
+        lambda: (
+            (world.get("pod", "demo-head") or {}).get("metadata", {}).get("uid") not in (None, old["metadata"]["uid"])
+        ),
+    )
     world.kubectl_wait_ready("scl/demo", "sapp/hello", "sapp/composed", "sdep/composed-model", timeout=400)
     watcher.join(5)
     assert seen_outage.is_set(), "the statuses must show the outage while it lasts"
     new = world.get("pod", "demo-head")
     cluster = wait_for(
         "the config resubmitted to the new head",
-        lambda: (lambda c: c if c["status"].get("appliedHeadUid") == new["metadata"]["uid"] else None)(world.get("scl", "demo")),
+        lambda: (lambda c: c if c["status"].get("appliedHeadUid") == new["metadata"]["uid"] else None)(
+            world.get("scl", "demo")
+        ),
     )
     assert cluster["status"]["appliedHeadUid"] == new["metadata"]["uid"]
     ip = wait_for("a serve endpoint", lambda: world.serve_endpoints())[0]
@@ -304,7 +329,9 @@ def test_operator_restart_resubmits_nothing_and_restarts_nothing(world: World) -
     world.operator.stop()
     world.operator.start()
     # Let the new operator reconcile several rounds before judging what it did.
-    wait_for("a few reconciles by the new operator", lambda: metric(world, "serveplane_reconcile_total") >= 3, timeout=60)
+    wait_for(
+        "a few reconciles by the new operator", lambda: metric(world, "serveplane_reconcile_total") >= 3, timeout=60
+    )
     assert metric(world, "serveplane_serve_config_submissions_total") == 0, "a restarted operator must not resubmit"
     assert metric(world, "serveplane_pod_actions_total") == 0
     assert pods_and_deploy_times(world) == before
@@ -322,8 +349,10 @@ def operator_requests(world: World, since: float, until: float) -> collections.C
 
 def pods_and_deploy_times(world: World) -> tuple[dict[str, Any], dict[str, float]]:
     """Each pod's UID and restarts, and when Serve last deployed each application: what a restart must keep."""
-    pods = {p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
-            for p in world.items("pods")}
+    pods = {
+        p["metadata"]["name"]: (p["metadata"]["uid"], p["status"]["containerStatuses"][0]["restartCount"])
+        for p in world.items("pods")
+    }
     deployed = {name: app["last_deployed_time_s"] for name, app in world.serve_status()["applications"].items()}
     return pods, deployed
 
@@ -345,7 +374,9 @@ def test_a_steady_minute_costs_the_api_server_nothing(world: World) -> None:
     gets = metric(world, "serveplane_dashboard_requests_total", method="GET") - gets_before
     world.timings["idle_api_requests_per_min"] = sum(calls.values())
     world.timings["idle_dashboard_gets_per_min"] = gets
-    print(f"\nsteady minute: {sum(calls.values())} API requests by the operator {dict(calls)}; {gets:.0f} dashboard GETs")
+    print(
+        f"\nsteady minute: {sum(calls.values())} API requests by the operator {dict(calls)}; {gets:.0f} dashboard GETs"
+    )
     assert not calls, f"the operator made API requests while nothing changed: {dict(calls)}"
     # One cluster, polled slowly (SERVEPLANE_POLL_SLOW_S=5 in the tests): about 12 a minute, never fast polling.
     assert 0 < gets <= 60 / 5 + 2
@@ -374,7 +405,9 @@ def test_the_standby_takes_over_a_killed_leader_and_submits_nothing(
 ) -> None:
     world.kubectl_wait_ready("scl/demo", "sapp/composed", "sdep/composed-model", timeout=120)
     before = pods_and_deploy_times(world)
-    standby = OperatorProcess(world.cp, tmp_path_factory.mktemp("standby-b"), env=operatorproc.election_env("operator-b"))
+    standby = OperatorProcess(
+        world.cp, tmp_path_factory.mktemp("standby-b"), env=operatorproc.election_env("operator-b")
+    )
     takeover = take_over(world, standby)
     world.timings["leader_takeover_s"] = round(takeover, 1)
     print(f"\nleader killed -> standby leading in {takeover:.1f} s")
@@ -387,15 +420,23 @@ def test_the_standby_takes_over_a_killed_leader_and_submits_nothing(
 
 def test_a_change_made_during_a_takeover_is_applied(world: World, tmp_path_factory: pytest.TempPathFactory) -> None:
     before = pods_and_deploy_times(world)[0]
-    standby = OperatorProcess(world.cp, tmp_path_factory.mktemp("standby-c"), env=operatorproc.election_env("operator-c"))
+    standby = OperatorProcess(
+        world.cp, tmp_path_factory.mktemp("standby-c"), env=operatorproc.election_env("operator-c")
+    )
 
     def scale() -> None:
-        world.cp.kubectl("patch", "sdep", "composed-model", "-n", NS, "--type=merge", "-p", '{"spec":{"numReplicas":2}}')
+        world.cp.kubectl(
+            "patch", "sdep", "composed-model", "-n", NS, "--type=merge", "-p", '{"spec":{"numReplicas":2}}'
+        )
+
     takeover = take_over(world, standby, during=scale)
     assert takeover < 15
 
     def two_replicas() -> bool:
-        return bool(world.serve_status()["applications"]["composed"]["deployments"]["Model"]["target_num_replicas"] == 2)
+        return bool(
+            world.serve_status()["applications"]["composed"]["deployments"]["Model"]["target_num_replicas"] == 2
+        )
+
     wait_for("the change made during the takeover to reach Serve", two_replicas)
     assert metric(world, "serveplane_serve_config_submissions_total", reason="ConfigChanged") == 1
     assert metric(world, "serveplane_serve_config_submissions_total") == 1, "only the change is submitted"
@@ -411,17 +452,29 @@ def test_the_operator_rides_out_a_control_plane_restart(world: World, component:
     submitted = metric(world, "serveplane_serve_config_submissions_total")
     rounds = metric(world, "serveplane_reconcile_total")
     world.cp.restart(component)
-    wait_for(f"rounds after the {component} restart",
-             lambda: metric(world, "serveplane_reconcile_total") >= rounds + 2, timeout=60)
+    wait_for(
+        f"rounds after the {component} restart",
+        lambda: metric(world, "serveplane_reconcile_total") >= rounds + 2,
+        timeout=60,
+    )
     assert metric(world, "serveplane_serve_config_submissions_total") == submitted, "a reconnect resubmits nothing"
     assert pods_and_deploy_times(world) == before
     replicas = 1 if component == "etcd" else 2
-    world.cp.kubectl("patch", "sdep", "composed-model", "-n", NS, "--type=merge",
-                     "-p", json.dumps({"spec": {"numReplicas": replicas}}))
+    world.cp.kubectl(
+        "patch",
+        "sdep",
+        "composed-model",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"numReplicas": replicas}}),
+    )
 
     def applied() -> bool:
         deployments = world.serve_status()["applications"]["composed"]["deployments"]
         return deployments["Model"]["target_num_replicas"] == replicas
+
     wait_for(f"the change made after the {component} restart to reach Serve", applied, timeout=120)
     assert metric(world, "serveplane_serve_config_submissions_total") == submitted + 1, "only the change"
     assert metric(world, "serveplane_pod_actions_total") == 0
@@ -454,5 +507,5 @@ def test_deleting_the_cluster_leaves_nothing_behind(world: World) -> None:
     world.cp.kubectl("delete", "scl", "demo", "-n", NS, "--wait=false")
     wait_for("every pod to go", lambda: world.items("pods") == [], timeout=180)
     for kind, name in (("service", "demo-head"), ("service", "demo-serve"), ("ingress", "demo-serve")):
-        wait_for(f"{kind} {name} to go", lambda: world.get(kind, name) is None)
+        wait_for(f"{kind} {name} to go", lambda kind=kind, name=name: world.get(kind, name) is None)
     wait_for("no pod process left", lambda: not world.leftovers(instance), timeout=60)

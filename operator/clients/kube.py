@@ -7,11 +7,12 @@ resident memory, a third of the operator's. A 401 (a rotated ServiceAccount toke
 Owned Services and the Ingress are written with server-side apply (field manager `serveplane`); the planner
 only asks for that when the live object differs from the wanted one, and drift made by others is corrected.
 """
+
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -77,15 +78,24 @@ class Kube:
             self._session = None
 
     async def request(
-        self, method: str, path: str, body: Obj | None = None, *, content_type: str = JSON,
-        params: dict[str, str] | None = None, tolerate: tuple[int, ...] = (),
+        self,
+        method: str,
+        path: str,
+        body: Obj | None = None,
+        *,
+        content_type: str = JSON,
+        params: dict[str, str] | None = None,
+        tolerate: tuple[int, ...] = (),
     ) -> Obj | None:
         """One API call; a status in `tolerate` (e.g. 404 on a delete) yields None instead of raising."""
         for attempt in (1, 2):
             session = self._connect()
             async with session.request(
-                method, self._server + path, params=params,
-                data=None if body is None else json.dumps(body), headers={"Content-Type": content_type},
+                method,
+                self._server + path,
+                params=params,
+                data=None if body is None else json.dumps(body),
+                headers={"Content-Type": content_type},
             ) as response:
                 text = await response.text()
                 status = response.status
@@ -148,15 +158,26 @@ class Kube:
     async def post_event(self, obj: Obj, type: str, reason: str, message: str) -> None:
         """A core/v1 Event about `obj` (Normal or Warning), as `kubectl describe` shows them."""
         meta = obj["metadata"]
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
-            "apiVersion": "v1", "kind": "Event",
+            "apiVersion": "v1",
+            "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"), "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta.get("uid")},
-            "type": type, "reason": reason, "message": message[:1024],
-            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "involvedObject": {
+                "apiVersion": obj.get("apiVersion"),
+                "kind": obj.get("kind"),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
         }
         await self.request("POST", _path("", "v1", meta["namespace"], "events"), event)
 

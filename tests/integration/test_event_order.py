@@ -4,6 +4,7 @@ Against the real API server and the operator as its own ServiceAccount. No kubel
 becomes ready and Serve can never be asked: a deleted application on a live cluster must keep its finalizer (Serve
 might still run it), and must lose it as soon as its cluster is gone, whichever came first.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,18 +17,30 @@ from serveplane.localcluster.operatorproc import OperatorProcess
 from serveplane.localcluster.testkit import condition, get_object, wait_for
 
 FINALIZER = "serveplane.dev/serve-cleanup"
-CLUSTER = {"apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeCluster", "metadata": {"name": "demo"},
-           "spec": {"workerGroups": [{"name": "cpu", "replicas": 1}]}}
+CLUSTER = {
+    "apiVersion": "serveplane.dev/v1alpha1",
+    "kind": "ServeCluster",
+    "metadata": {"name": "demo"},
+    "spec": {"workerGroups": [{"name": "cpu", "replicas": 1}]},
+}
 
 
 def app(name: str) -> dict[str, Any]:
-    return {"apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeApplication", "metadata": {"name": name},
-            "spec": {"cluster": "demo", "importPath": "serveplane.examples.hello:app", "routePrefix": f"/{name}"}}
+    return {
+        "apiVersion": "serveplane.dev/v1alpha1",
+        "kind": "ServeApplication",
+        "metadata": {"name": name},
+        "spec": {"cluster": "demo", "importPath": "serveplane.examples.hello:app", "routePrefix": f"/{name}"},
+    }
 
 
 def sdep(name: str, application: str) -> dict[str, Any]:
-    return {"apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeDeployment", "metadata": {"name": name},
-            "spec": {"application": application, "deploymentName": "Hello", "numReplicas": 1}}
+    return {
+        "apiVersion": "serveplane.dev/v1alpha1",
+        "kind": "ServeDeployment",
+        "metadata": {"name": name},
+        "spec": {"application": application, "deploymentName": "Hello", "numReplicas": 1},
+    }
 
 
 def write(tmp_path: Path, docs: list[dict[str, Any]]) -> str:
@@ -62,9 +75,12 @@ def test_application_deleted_before_its_cluster_waits_for_it_then_goes(
     wait_for("the cluster's pods", lambda: get_object(cp, "pod", "demo-head", namespace))
     delete(cp, namespace, "sapp", "hello")
     # Serve cannot be asked whether it still runs the application: the finalizer holds...
-    held = wait_for("a round that saw the deletion",
-                    lambda: (lambda o: o if o and o["metadata"].get("deletionTimestamp") else None)(
-                        has_finalizer(cp, namespace, "hello")))
+    held = wait_for(
+        "a round that saw the deletion",
+        lambda: (lambda o: o if o and o["metadata"].get("deletionTimestamp") else None)(
+            has_finalizer(cp, namespace, "hello")
+        ),
+    )
     assert FINALIZER in held["metadata"]["finalizers"]
     # ...until the cluster goes, and Serve with it.
     delete(cp, namespace, "scl", "demo")
@@ -95,12 +111,19 @@ def test_application_deleted_after_its_cluster_goes(
     apply(cp, namespace, [CLUSTER, app("hello"), sdep("hello-model", "hello")])
     wait_for("the finalizer", lambda: has_finalizer(cp, namespace, "hello"))
     delete(cp, namespace, "scl", "demo")
-    waiting = wait_for("ClusterNotFound", lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ClusterNotFound"
-                                                   else None)(get_object(cp, "sapp", "hello", namespace)))
+    waiting = wait_for(
+        "ClusterNotFound",
+        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ClusterNotFound" else None)(
+            get_object(cp, "sapp", "hello", namespace)
+        ),
+    )
     assert condition(waiting, "Degraded")["status"] == "False"
-    dep = wait_for("the deployment to wait for its application on a cluster",
-                   lambda: (lambda o: o if condition(o, "Progressing").get("reason") == "WaitingForApplication"
-                            else None)(get_object(cp, "sdep", "hello-model", namespace)))
+    dep = wait_for(
+        "the deployment to wait for its application on a cluster",
+        lambda: (lambda o: o if condition(o, "Progressing").get("reason") == "WaitingForApplication" else None)(
+            get_object(cp, "sdep", "hello-model", namespace)
+        ),
+    )
     assert condition(dep, "Ready")["status"] == "False"
     delete(cp, namespace, "sapp", "hello")
     wait_for("the application to go", lambda: gone(cp, "sapp", "hello", namespace))
@@ -111,14 +134,19 @@ def test_deployment_whose_application_is_deleted_waits_for_it(
 ) -> None:
     cp = controlplane
     apply(cp, namespace, [CLUSTER, app("hello"), sdep("hello-model", "hello")])
-    wait_for("the cluster to take the deployment in",
-             lambda: condition(get_object(cp, "sdep", "hello-model", namespace), "Progressing").get("reason") == "Waiting")
+    wait_for(
+        "the cluster to take the deployment in",
+        lambda: condition(get_object(cp, "sdep", "hello-model", namespace), "Progressing").get("reason") == "Waiting",
+    )
     delete(cp, namespace, "scl", "demo")
     delete(cp, namespace, "sapp", "hello")
     wait_for("the application to go", lambda: gone(cp, "sapp", "hello", namespace))
-    dep = wait_for("the orphaned deployment's status",
-                   lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ApplicationNotFound" else None)(
-                       get_object(cp, "sdep", "hello-model", namespace)))
+    dep = wait_for(
+        "the orphaned deployment's status",
+        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ApplicationNotFound" else None)(
+            get_object(cp, "sdep", "hello-model", namespace)
+        ),
+    )
     assert "'hello'" in condition(dep, "Ready")["message"]
 
 
@@ -140,7 +168,10 @@ def test_deletions_while_the_operator_is_down_are_finished_by_its_successor(
     finally:
         operator.start()
     wait_for("the deleted application to go", lambda: gone(cp, "sapp", "hello", namespace))
-    waiting = wait_for("the other application to report its missing cluster",
-                       lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ClusterNotFound" else None)(
-                           get_object(cp, "sapp", "world", namespace)))
+    waiting = wait_for(
+        "the other application to report its missing cluster",
+        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ClusterNotFound" else None)(
+            get_object(cp, "sapp", "world", namespace)
+        ),
+    )
     assert FINALIZER in waiting["metadata"]["finalizers"]

@@ -3,6 +3,7 @@
 One replica leads and reconciles, the other watches and waits; kill -9 the leader and the standby takes over
 within a lease duration; a leader stopped cleanly hands over at once.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,14 @@ def replicas(controlplane: ControlPlane, tmp_path: Path) -> Iterator[list[Operat
 
 
 def cluster(namespace: str) -> str:
-    return yaml.safe_dump({"apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeCluster",
-                           "metadata": {"name": "demo", "namespace": namespace}, "spec": {}})
+    return yaml.safe_dump(
+        {
+            "apiVersion": "serveplane.dev/v1alpha1",
+            "kind": "ServeCluster",
+            "metadata": {"name": "demo", "namespace": namespace},
+            "spec": {},
+        }
+    )
 
 
 def test_only_the_leader_reconciles_and_a_killed_one_is_replaced(
@@ -69,8 +76,16 @@ def test_only_the_leader_reconciles_and_a_killed_one_is_replaced(
     os.killpg(a.pid, signal.SIGKILL)
     killed = time.monotonic()
     # A change while nobody leads: the new leader must act on it.
-    cp.kubectl("patch", "scl", "demo", "-n", namespace, "--type=merge",
-               "-p", json.dumps({"spec": {"workerGroups": [{"name": "cpu", "replicas": 1}]}}))
+    cp.kubectl(
+        "patch",
+        "scl",
+        "demo",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"workerGroups": [{"name": "cpu", "replicas": 1}]}}),
+    )
     wait_for("op-b to lead", lambda: leading(b), timeout=30, interval=0.2)
     takeover = time.monotonic() - killed
     print(f"\nkill -9 of the leader -> standby leading in {takeover:.1f} s")
@@ -79,7 +94,9 @@ def test_only_the_leader_reconciles_and_a_killed_one_is_replaced(
     wait_for("the new leader to apply the change", lambda: get_object(cp, "pod", "demo-worker-cpu-0", namespace))
 
 
-def test_a_leader_stopped_cleanly_hands_over_at_once(controlplane: ControlPlane, replicas: list[OperatorProcess]) -> None:
+def test_a_leader_stopped_cleanly_hands_over_at_once(
+    controlplane: ControlPlane, replicas: list[OperatorProcess]
+) -> None:
     a, b = replicas
     started = time.monotonic()
     a.stop()

@@ -1,4 +1,5 @@
 """The watch-fed store: which version wins, what counts as news, and which cluster loops an event wakes."""
+
 from __future__ import annotations
 
 import copy
@@ -17,8 +18,14 @@ def bumped(obj: dict[str, Any], **status: Any) -> dict[str, Any]:
 
 
 def pod(k8s: Any, name: str, cluster: str = "demo", rv: str = "7") -> dict[str, Any]:
-    body = {"metadata": {"name": name, "namespace": k8s.namespace, "labels": {common.CLUSTER_LABEL: cluster},
-                         "resourceVersion": rv}}
+    body = {
+        "metadata": {
+            "name": name,
+            "namespace": k8s.namespace,
+            "labels": {common.CLUSTER_LABEL: cluster},
+            "resourceVersion": rv,
+        }
+    }
     return k8s.observed(body)
 
 
@@ -95,7 +102,10 @@ def test_every_key_covers_clusters_missing_clusters_and_orphans(k8s: Any) -> Non
     store.put(APPS, k8s.app("waiting", {"cluster": "later"}))
     store.put(PODS, pod(k8s, "old-head", cluster="old"))
     assert store.every_key() == {
-        (k8s.namespace, "demo"), (k8s.namespace, "later"), (k8s.namespace, ORPHANS), (k8s.namespace, "old"),
+        (k8s.namespace, "demo"),
+        (k8s.namespace, "later"),
+        (k8s.namespace, ORPHANS),
+        (k8s.namespace, "old"),
     }
 
 

@@ -1,4 +1,5 @@
 """The pure decisions of leader election: when a lease may be taken, and the record that takes or keeps it."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,14 +25,22 @@ def test_expired(holder: str, unchanged_for: float, free: bool) -> None:
 
 def test_claim_of_a_new_lease() -> None:
     assert election.claim({}, identity="me", duration_s=10, now=NOW) == {
-        "holderIdentity": "me", "leaseDurationSeconds": 10, "renewTime": NOW, "acquireTime": NOW,
+        "holderIdentity": "me",
+        "leaseDurationSeconds": 10,
+        "renewTime": NOW,
+        "acquireTime": NOW,
         "leaseTransitions": 0,
     }
 
 
 def test_renewal_keeps_acquire_time_and_transitions() -> None:
-    held = {"holderIdentity": "me", "leaseDurationSeconds": 10, "acquireTime": "then", "renewTime": "then",
-            "leaseTransitions": 3}
+    held = {
+        "holderIdentity": "me",
+        "leaseDurationSeconds": 10,
+        "acquireTime": "then",
+        "renewTime": "then",
+        "leaseTransitions": 3,
+    }
     renewed = election.claim(held, identity="me", duration_s=10, now=NOW)
     assert renewed["acquireTime"] == "then" and renewed["renewTime"] == NOW and renewed["leaseTransitions"] == 3
 
@@ -44,12 +53,19 @@ def test_takeover_counts_a_transition() -> None:
 
 def test_config_from_env() -> None:
     assert election.config_from_env({}) is None
-    cfg = election.config_from_env({"SERVEPLANE_LEADER_ELECTION": "true", "SERVEPLANE_LEADER_ELECTION_NAMESPACE": "ops",
-                                    "POD_NAME": "op-1"})
+    cfg = election.config_from_env(
+        {"SERVEPLANE_LEADER_ELECTION": "true", "SERVEPLANE_LEADER_ELECTION_NAMESPACE": "ops", "POD_NAME": "op-1"}
+    )
     assert cfg is not None and (cfg.namespace, cfg.identity, cfg.lease_duration_s) == ("ops", "op-1", 10.0)
     assert (cfg.name, cfg.renew_period_s, cfg.retry_period_s) == ("serveplane-operator", 2.0, 2.0)
-    named = election.config_from_env({"SERVEPLANE_LEADER_ELECTION": "1", "POD_NAMESPACE": "ops",
-                                      "SERVEPLANE_LEASE_NAME": "mine", "SERVEPLANE_LEASE_RETRY_PERIOD_S": "1"})
+    named = election.config_from_env(
+        {
+            "SERVEPLANE_LEADER_ELECTION": "1",
+            "POD_NAMESPACE": "ops",
+            "SERVEPLANE_LEASE_NAME": "mine",
+            "SERVEPLANE_LEASE_RETRY_PERIOD_S": "1",
+        }
+    )
     assert named is not None and (named.namespace, named.name, named.retry_period_s) == ("ops", "mine", 1.0)
 
 
@@ -58,12 +74,23 @@ def test_config_from_env() -> None:
     [
         ({"SERVEPLANE_LEADER_ELECTION": "maybe"}, "SERVEPLANE_LEADER_ELECTION"),
         ({"SERVEPLANE_LEADER_ELECTION": "true"}, "SERVEPLANE_LEADER_ELECTION_NAMESPACE"),
-        ({"SERVEPLANE_LEADER_ELECTION": "true", "POD_NAMESPACE": "ops", "SERVEPLANE_LEASE_DURATION_S": "1"},
-         "SERVEPLANE_LEASE_DURATION_S"),
-        ({"SERVEPLANE_LEADER_ELECTION": "true", "POD_NAMESPACE": "ops", "SERVEPLANE_LEASE_RENEW_PERIOD_S": "x"},
-         "SERVEPLANE_LEASE_RENEW_PERIOD_S"),
-        ({"SERVEPLANE_LEADER_ELECTION": "true", "POD_NAMESPACE": "ops", "SERVEPLANE_LEASE_RENEW_PERIOD_S": "5",
-          "SERVEPLANE_LEASE_RETRY_PERIOD_S": "5"}, "must be less than SERVEPLANE_LEASE_DURATION_S"),
+        (
+            {"SERVEPLANE_LEADER_ELECTION": "true", "POD_NAMESPACE": "ops", "SERVEPLANE_LEASE_DURATION_S": "1"},
+            "SERVEPLANE_LEASE_DURATION_S",
+        ),
+        (
+            {"SERVEPLANE_LEADER_ELECTION": "true", "POD_NAMESPACE": "ops", "SERVEPLANE_LEASE_RENEW_PERIOD_S": "x"},
+            "SERVEPLANE_LEASE_RENEW_PERIOD_S",
+        ),
+        (
+            {
+                "SERVEPLANE_LEADER_ELECTION": "true",
+                "POD_NAMESPACE": "ops",
+                "SERVEPLANE_LEASE_RENEW_PERIOD_S": "5",
+                "SERVEPLANE_LEASE_RETRY_PERIOD_S": "5",
+            },
+            "must be less than SERVEPLANE_LEASE_DURATION_S",
+        ),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:

@@ -1,16 +1,25 @@
 """Table tests of a round's plan: for a given snapshot, exactly these actions; for a steady cluster, none."""
+
 from __future__ import annotations
 
 import copy
 import dataclasses
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from serveplane.operator import planner
 from serveplane.operator.actions import (
-    Action, Apply, CreatePod, DeleteIngress, DeletePod, LabelPod, SetFinalizers, Submit, WriteStatus,
+    Action,
+    Apply,
+    CreatePod,
+    DeleteIngress,
+    DeletePod,
+    LabelPod,
+    SetFinalizers,
+    Submit,
+    WriteStatus,
 )
 from serveplane.operator.cache import ORPHANS
 from serveplane.operator.manifests import common
@@ -18,7 +27,7 @@ from serveplane.operator.plan import FINALIZER
 from serveplane.operator.snapshot import Rejection, Snapshot
 
 IMAGE = "ray:1"
-NOW = datetime(2024, 5, 3, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 5, 3, 12, 0, tzinfo=UTC)
 CLUSTER_SPEC = {"workerGroups": [{"name": "cpu", "replicas": 1}]}
 
 
@@ -45,8 +54,13 @@ def serve_report(pods: list[dict[str, Any]], apps: dict[str, str]) -> dict[str, 
     return {
         "proxies": {f"node-{i}": {"node_ip": p["status"]["podIP"], "status": "HEALTHY"} for i, p in enumerate(pods)},
         "applications": {
-            name: {"status": state, "route_prefix": f"/{name}", "message": "", "deployments": {},
-                   "deployed_app_config": {"name": name, "route_prefix": f"/{name}", "import_path": "x:y"}}
+            name: {
+                "status": state,
+                "route_prefix": f"/{name}",
+                "message": "",
+                "deployments": {},
+                "deployed_app_config": {"name": name, "route_prefix": f"/{name}", "import_path": "x:y"},
+            }
             for name, state in apps.items()
         },
     }
@@ -79,16 +93,20 @@ class World:
             match a:
                 case CreatePod(pod=pod):
                     self._ip += 1
-                    snap = dataclasses.replace(snap, pods=snap.pods + (self.k8s.observed(pod, ip=f"10.0.0.{self._ip}"),))
+                    snap = dataclasses.replace(
+                        snap, pods=snap.pods + (self.k8s.observed(pod, ip=f"10.0.0.{self._ip}"),)
+                    )
                 case DeletePod(name=name):
                     snap = dataclasses.replace(snap, pods=tuple(p for p in snap.pods if p["metadata"]["name"] != name))
                 case LabelPod(name=name, labels=labels):
+
                     def relabel(pod: dict[str, Any], labels: dict[str, str | None] = labels) -> None:
                         for k, v in labels.items():
                             if v is None:
                                 pod["metadata"]["labels"].pop(k, None)
                             else:
                                 pod["metadata"]["labels"][k] = v
+
                     snap = dataclasses.replace(snap, pods=self._replace(snap.pods, name, relabel))
                 case Apply(kind="services", obj=obj):
                     live = copy.deepcopy(obj)
@@ -103,10 +121,13 @@ class World:
                 case DeleteIngress(name=name):
                     snap = dataclasses.replace(snap, ingresses={k: v for k, v in snap.ingresses.items() if k != name})
                 case SetFinalizers(kind="serveapplications", name=name, finalizers=finalizers):
+
                     def refinalize(obj: dict[str, Any], finalizers: tuple[str, ...] = finalizers) -> None:
                         obj["metadata"]["finalizers"] = list(finalizers)
+
                     snap = dataclasses.replace(snap, apps=self._replace(snap.apps, name, refinalize))
                 case WriteStatus(kind=kind, name=name, patch=patch):
+
                     def merge(obj: dict[str, Any], patch: dict[str, Any] = patch) -> None:
                         status = obj.setdefault("status", {})
                         for k, v in patch.items():
@@ -114,6 +135,7 @@ class World:
                                 status.pop(k, None)
                             else:
                                 status[k] = v
+
                     if kind == "serveclusters":
                         cluster = self._replace((snap.cluster,), name, merge)[0] if snap.cluster else None
                         snap = dataclasses.replace(snap, cluster=cluster)
@@ -122,12 +144,15 @@ class World:
                     else:
                         snap = dataclasses.replace(snap, deployments=self._replace(snap.deployments, name, merge))
                 case Submit(config_hash=config_hash, head_uid=head_uid):
+
                     def applied(obj: dict[str, Any]) -> None:
                         obj.setdefault("status", {}).update(appliedConfigHash=config_hash, appliedHeadUid=head_uid)
+
                     assert snap.cluster is not None
                     names = {app["name"]: "RUNNING" for app in a.config["applications"]}
                     snap = dataclasses.replace(
-                        snap, cluster=self._replace((snap.cluster,), snap.name, applied)[0],
+                        snap,
+                        cluster=self._replace((snap.cluster,), snap.name, applied)[0],
                         serve=serve_report(list(snap.pods), names),
                     )
         self.snap = snap
@@ -149,8 +174,11 @@ class World:
 @pytest.fixture
 def world(k8s: Any) -> World:
     snap = Snapshot(
-        namespace=k8s.namespace, name="demo", cluster=k8s.cluster("demo", CLUSTER_SPEC),
-        apps=(k8s.app("hello"),), now=NOW,
+        namespace=k8s.namespace,
+        name="demo",
+        cluster=k8s.cluster("demo", CLUSTER_SPEC),
+        apps=(k8s.app("hello"),),
+        now=NOW,
     )
     return World(k8s, snap)
 
@@ -158,8 +186,10 @@ def world(k8s: Any) -> World:
 def test_a_new_cluster_gets_services_and_pods_first(world: World) -> None:
     plan = world.plan()
     assert summary(plan.actions)[:4] == [
-        ("Apply", "services/demo-head"), ("Apply", "services/demo-serve"),
-        ("CreatePod", "demo-head"), ("CreatePod", "demo-worker-cpu-0"),
+        ("Apply", "services/demo-head"),
+        ("Apply", "services/demo-serve"),
+        ("CreatePod", "demo-head"),
+        ("CreatePod", "demo-worker-cpu-0"),
     ]
     assert plan.busy and not plan.done
 
@@ -201,7 +231,9 @@ def test_a_foreign_label_on_a_service_is_left_alone(world: World) -> None:
 
 def test_a_deleted_pod_is_recreated_and_nothing_else_moves(world: World) -> None:
     world.converge()
-    world.snap = dataclasses.replace(world.snap, pods=tuple(p for p in world.snap.pods if "worker" not in p["metadata"]["name"]))
+    world.snap = dataclasses.replace(
+        world.snap, pods=tuple(p for p in world.snap.pods if "worker" not in p["metadata"]["name"])
+    )
     assert summary(world.plan().actions) == [("CreatePod", "demo-worker-cpu-0"), ("WriteStatus", "serveclusters/demo")]
 
 
@@ -211,14 +243,17 @@ def test_a_new_head_gets_the_config_again(world: World, k8s: Any) -> None:
     new_head = copy.deepcopy(head)
     new_head["metadata"]["uid"] = "a-new-head"
     others = tuple(p for p in world.snap.pods if p is not head)
-    world.snap = dataclasses.replace(world.snap, pods=others + (new_head,), serve=serve_report(list(others) + [new_head], {}))
+    world.snap = dataclasses.replace(
+        world.snap, pods=others + (new_head,), serve=serve_report(list(others) + [new_head], {})
+    )
     assert summary(world.plan().actions)[-1] == ("Submit", "HeadReplaced")
 
 
 def test_no_submit_while_serve_cannot_be_asked(world: World) -> None:
     world.converge()
-    world.snap = dataclasses.replace(world.snap, serve=None, serve_error="connection refused",
-                                     apps=world.snap.apps + (world.k8s.app("other"),))
+    world.snap = dataclasses.replace(
+        world.snap, serve=None, serve_error="connection refused", apps=world.snap.apps + (world.k8s.app("other"),)
+    )
     plan = world.plan()
     assert not any(isinstance(a, Submit) for a in plan.actions)
     assert plan.busy
@@ -288,7 +323,9 @@ def test_applications_without_their_cluster_say_so_and_deleted_ones_are_released
     deleted = k8s.app("gone", finalizers=[FINALIZER, "someone.else/keep"], deleting=True)
     sdep = k8s.sdep("hello-model", "hello")
     cluster = k8s.cluster("demo", CLUSTER_SPEC, deleting=True) if cluster_state == "deleting" else None
-    snap = Snapshot(namespace=k8s.namespace, name="demo", cluster=cluster, apps=(deleted, live), deployments=(sdep,), now=NOW)
+    snap = Snapshot(
+        namespace=k8s.namespace, name="demo", cluster=cluster, apps=(deleted, live), deployments=(sdep,), now=NOW
+    )
     plan = planner.plan_round(snap, image=IMAGE)
     assert summary(plan.actions) == [
         ("SetFinalizers", "serveapplications/gone"),
@@ -316,7 +353,9 @@ def test_a_deleted_application_without_our_finalizer_is_left_alone(k8s: Any) -> 
 
 
 def test_orphan_deployments_wait_for_their_application(k8s: Any) -> None:
-    snap = Snapshot(namespace=k8s.namespace, name=ORPHANS, cluster=None, deployments=(k8s.sdep("m", "nowhere"),), now=NOW)
+    snap = Snapshot(
+        namespace=k8s.namespace, name=ORPHANS, cluster=None, deployments=(k8s.sdep("m", "nowhere"),), now=NOW
+    )
     plan = planner.plan_round(snap, image=IMAGE)
     assert summary(plan.actions) == [("WriteStatus", "servedeployments/m")]
     progressing = next(c for c in plan.actions[0].patch["conditions"] if c["type"] == "Progressing")  # type: ignore[union-attr]
