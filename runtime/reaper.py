@@ -23,7 +23,8 @@ def become_subreaper() -> bool:
     """Linux only, best effort: orphans of our descendants become our children instead of init's."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        rc: int = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        return rc == 0
     except (OSError, AttributeError):
         return False
 
