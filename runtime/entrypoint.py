@@ -23,7 +23,7 @@ from types import FrameType
 from . import args as cli
 from . import network
 from .agent import AgentServer, AgentSettings, create_app
-from .drain import DrainSettings, Drainer
+from .drain import Drainer, DrainSettings
 from .metrics import AgentMetrics
 from .reaper import Reaper, become_subreaper
 from .state import NodeState

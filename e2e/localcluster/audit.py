@@ -23,7 +23,7 @@ import collections
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,7 @@ def _as_datetime(moment: datetime | float) -> datetime:
         if moment.tzinfo is None:
             raise ValueError(f"{moment!r} has no timezone; the audit log's times are UTC")
         return moment
-    return datetime.fromtimestamp(moment, tz=timezone.utc)
+    return datetime.fromtimestamp(moment, tz=UTC)
 
 
 def select(

@@ -23,7 +23,7 @@ DEFAULT_CAPACITY: Mapping[str, str] = {
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _status(name: str, capacity: Mapping[str, str]) -> dict:

@@ -110,7 +110,7 @@ class DeploymentSettings(ApiModel):
     )
 
     @model_validator(mode="after")
-    def _one_replica_mode(self) -> "DeploymentSettings":
+    def _one_replica_mode(self) -> DeploymentSettings:
         # The CRD's CEL rule says the same; this catches objects stored before it, and `serveplane render`.
         if self.num_replicas is not None and self.autoscaling_config is not None:
             raise ValueError("set either numReplicas or autoscalingConfig, not both")

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
 from serveplane.localcluster.controlplane import ControlPlane
 from serveplane.localcluster.operatorproc import OperatorProcess
 from serveplane.localcluster.testkit import condition, get_object, wait_for

@@ -422,7 +422,7 @@ class ReleaseOperator:
         self.log_path = workdir / "operator.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> "ReleaseOperator":
+    def __enter__(self) -> ReleaseOperator:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([str(Path(sys.executable).parent / "serveplane"), "operator"], env=self.env,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

@@ -20,9 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from serveplane.localcluster.controlplane import ControlPlane
-from serveplane.localcluster.noderunner import NodeRunnerProcess
-from serveplane.localcluster.noderunner import network, procs
-from serveplane.localcluster.noderunner import envvars, status
+from serveplane.localcluster.noderunner import NodeRunnerProcess, envvars, network, procs, status
 from serveplane.localcluster.noderunner.dns import ClusterDns, PodEntry
 from serveplane.localcluster.noderunner.instance import ETC_NETNS, Instance
 

@@ -6,7 +6,6 @@ built with operator/status.py from Serve answers validated against Ray's schema 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 

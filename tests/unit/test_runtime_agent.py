@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from serveplane.runtime.agent import AgentServer, AgentSettings, create_app
-from serveplane.runtime.drain import DrainSettings, Drainer
+from serveplane.runtime.drain import Drainer, DrainSettings
 from serveplane.runtime.metrics import AgentMetrics
 from serveplane.runtime.probes import Phase
 from serveplane.runtime.state import NodeState

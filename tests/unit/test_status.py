@@ -1,7 +1,7 @@
 """Statuses and conditions of the three kinds, lastTransitionTime bookkeeping, and the status patch."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -335,7 +335,7 @@ def test_deployment_of_no_running_application(k8s):
 # --- conditions.merge --------------------------------------------------------------------------------------
 
 T_OLD = "2024-05-01T10:00:00Z"
-NOW = datetime(2024, 6, 1, 12, 30, 45, tzinfo=timezone.utc)
+NOW = datetime(2024, 6, 1, 12, 30, 45, tzinfo=UTC)
 
 
 def old_conditions() -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 def rfc3339(when: datetime.datetime | None = None) -> str:
-    when = when or datetime.datetime.now(datetime.timezone.utc)
+    when = when or datetime.datetime.now(datetime.UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
