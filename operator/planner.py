@@ -139,9 +139,9 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
             serve_apps=serve_apps,
             rejected_hash=rejected,
         )
-    if reason is not None and head is not None:
+    if reason is not None and head is not None and head_ip:
         # The statuses wait for the next round, which sees what Serve made of the new config.
-        actions.append(Submit(composition.config, composition.config_hash, reason, head_ip, objects.uid(head)))
+        actions.append(Submit(composition.config, composition.config_hash, reason, str(head_ip), objects.uid(head)))
         return Plan(actions=tuple(actions), busy=True, config_hash=composition.config_hash)
 
     ready_pods = [p for p in snap.pods if plan.pod_ready(p) and not objects.is_deleting(p)]

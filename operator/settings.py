@@ -21,8 +21,8 @@ def _read(env: dict[str, str], name: str, parse: Callable[[str], T], default: T,
     try:
         value = parse(raw)
     except ValueError:
-        value = None  # type: ignore[assignment]
-    if value is None or not check(value):
+        raise SettingsError(f"{name}={raw!r} is not valid (default: {default!r})") from None
+    if not check(value):
         raise SettingsError(f"{name}={raw!r} is not valid (default: {default!r})")
     return value
 
