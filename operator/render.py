@@ -38,7 +38,9 @@ def render(docs: list[Obj], default_image: str) -> list[tuple[str, Any]]:
         except ValidationError as error:
             sections.append((f"ServeCluster {namespace}/{name} is invalid", validation_message(error)))
             continue
-        mine = [a for a in apps if objects.namespace(a) == namespace and objects.spec(a).get("cluster", "default") == name]
+        mine = [
+            a for a in apps if objects.namespace(a) == namespace and objects.spec(a).get("cluster", "default") == name
+        ]
         composition = compose(spec, mine, [d for d in sdeps if objects.namespace(d) == namespace])
         args = {"cluster": name, "namespace": namespace, "uid": PLACEHOLDER_UID}
         built = [pods.head_pod(**args, spec=spec, image=default_image)]
@@ -48,7 +50,8 @@ def render(docs: list[Obj], default_image: str) -> list[tuple[str, Any]]:
         ingress = network.ingress(**args, spec=spec, routes=routes)
         built += [ingress] if ingress else []
         sections.append((f"Kubernetes objects of ServeCluster {namespace}/{name}", built))
-        sections.append((f"Serve config (PUT /api/serve/applications/, hash {composition.config_hash})", composition.config))
+        serve_title = f"Serve config (PUT /api/serve/applications/, hash {composition.config_hash})"
+        sections.append((serve_title, composition.config))
         sections.append(("Verdicts", _verdicts(composition)))
     return sections
 

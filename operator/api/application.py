@@ -9,7 +9,10 @@ from .base import FREE_FORM, ApiModel, Condition, StatusModel, conditions_field,
 from .deployment import DeploymentReplicas, InlineDeployment
 
 # `package.module:attribute`, as Serve's import_path, with the colon that makes the split unambiguous.
-IMPORT_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+IMPORT_PATH_PATTERN = (
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+    r":[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+)
 # An absolute URL path without a trailing slash ("/" alone is the root), made of URL-safe segments.
 ROUTE_PREFIX_PATTERN = r"^/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*)?$"
 

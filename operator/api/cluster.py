@@ -150,7 +150,9 @@ class ServeClusterSpec(ApiModel):
         description="Container image of the Ray pods (Ray plus serveplane's runtime); defaults to the "
         "operator's configured image.",
     )
-    head: HeadSpec = Field(default_factory=HeadSpec, description="The head pod: Ray's GCS, dashboard and Serve's controller.")
+    head: HeadSpec = Field(
+        default_factory=HeadSpec, description="The head pod: Ray's GCS, dashboard and Serve's controller."
+    )
     worker_groups: list[WorkerGroupSpec] = Field(
         default_factory=list,
         description="Groups of worker pods, one pod per Ray node.",

@@ -46,14 +46,22 @@ def serve_service(*, cluster: str, namespace: str, uid: str, spec: ServeClusterS
             "type": spec.service.type.value,
             "selector": chosen,
             "ports": [
-                {"name": "http", "port": spec.serve.http_port, "targetPort": spec.serve.http_port, "appProtocol": "http"},
-                {"name": "grpc", "port": spec.serve.grpc_port, "targetPort": spec.serve.grpc_port, "appProtocol": "grpc"},
+                {
+                    "name": "http", "port": spec.serve.http_port, "targetPort": spec.serve.http_port,
+                    "appProtocol": "http",
+                },
+                {
+                    "name": "grpc", "port": spec.serve.grpc_port, "targetPort": spec.serve.grpc_port,
+                    "appProtocol": "grpc",
+                },
             ],
         },
     }
 
 
-def ingress(*, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, routes: list[str]) -> dict[str, Any] | None:
+def ingress(
+    *, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, routes: list[str]
+) -> dict[str, Any] | None:
     """One path per application's route prefix; None when the Ingress is disabled or nothing is routed."""
     if not spec.ingress.enabled or not routes:
         return None
