@@ -1,4 +1,6 @@
-"""Write argocd-cm.yaml from the health script in health/ (one script serves the three kinds) (a test fails when it is out of date).
+"""Write argocd-cm.yaml from the health script in health/ (one script serves the three kinds).
+
+A test fails when it is out of date.
 
     .venv/bin/python argocd/render.py
 """

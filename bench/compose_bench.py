@@ -15,13 +15,19 @@ from serveplane.operator.compose import ServeView, compose
 def resources(count: int) -> tuple[list[dict], list[dict], ServeView]:
     apps, sdeps = [], []
     for i in range(count):
-        meta = {"name": f"app{i}", "namespace": "b", "uid": str(i), "generation": 1, "creationTimestamp": f"2026-01-01T00:00:{i % 60:02d}Z"}
+        meta = {
+            "name": f"app{i}", "namespace": "b", "uid": str(i), "generation": 1,
+            "creationTimestamp": f"2026-01-01T00:00:{i % 60:02d}Z",
+        }
         spec = {
             "cluster": "c", "importPath": "pkg.mod:app", "args": {"i": i},
             "deployments": [{"name": f"D{j}", "numReplicas": 2, "rayActorOptions": {"numCpus": 0.5}} for j in range(3)],
         }
         apps.append({"metadata": meta, "spec": spec})
-        sdeps.append({"metadata": {**meta, "name": f"sdep{i}"}, "spec": {"application": f"app{i}", "deploymentName": "D0", "numReplicas": 3}})
+        sdeps.append({
+            "metadata": {**meta, "name": f"sdep{i}"},
+            "spec": {"application": f"app{i}", "deploymentName": "D0", "numReplicas": 3},
+        })
     view = ServeView(deployments={f"app{i}": frozenset({"D0", "D1", "D2"}) for i in range(count)})
     return apps, sdeps, view
 
@@ -43,7 +49,8 @@ def main() -> None:
         seconds = median_seconds(count)
         per_app = seconds / count
         base = base or per_app
-        print(f"compose {count:4d} apps: median {seconds * 1000:8.2f} ms, per app {per_app * 1e6:7.1f} us, ratio {per_app / base:4.2f}x")
+        print(f"compose {count:4d} apps: median {seconds * 1000:8.2f} ms, per app {per_app * 1e6:7.1f} us, "
+              f"ratio {per_app / base:4.2f}x")
 
 
 if __name__ == "__main__":

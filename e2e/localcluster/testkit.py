@@ -29,7 +29,9 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60.0, interva
     raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
 
 
-def get_object(cp: ControlPlane, kind: str, name: str, namespace: str | None = None, *extra: str) -> dict[str, Any] | None:
+def get_object(
+    cp: ControlPlane, kind: str, name: str, namespace: str | None = None, *extra: str
+) -> dict[str, Any] | None:
     """The object as `kubectl get -o json` shows it, or None when it does not exist."""
     args = ["get", kind, name, "-o", "json", *extra] + (["-n", namespace] if namespace else [])
     result = cp.kubectl(*args, check=False)

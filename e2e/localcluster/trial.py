@@ -76,17 +76,24 @@ def _apply_examples(cp: ControlPlane) -> None:
 
 def _print_access(cp: ControlPlane, directory: Path) -> None:
     slices = json.loads(
-        cp.kubectl("get", "endpointslices", "-n", "default", "-l", "kubernetes.io/service-name=demo-serve", "-o", "json").stdout
+        cp.kubectl(
+            "get", "endpointslices", "-n", "default", "-l", "kubernetes.io/service-name=demo-serve", "-o", "json"
+        ).stdout
     )["items"]
     ips = sorted(
-        a for s in slices for e in s.get("endpoints") or [] if (e.get("conditions") or {}).get("ready") for a in e["addresses"]
+        a
+        for s in slices
+        for e in s.get("endpoints") or []
+        if (e.get("conditions") or {}).get("ready")
+        for a in e["addresses"]
     )
     print(f"export KUBECONFIG={cp.kubeconfig}")
     print("# the serve Service's endpoints (pods whose Serve proxy is healthy):")
     for ip in ips:
         print(f"curl http://{ip}:8000/hello/")
         print(f"curl 'http://{ip}:8000/composed/predict?x=3'")
-    print("# then, e.g.: serveplane dev kubectl get serveplane; serveplane dev kubectl scale sdep/composed-model --replicas=3")
+    print("# then, e.g.: serveplane dev kubectl get serveplane; "
+          "serveplane dev kubectl scale sdep/composed-model --replicas=3")
     print(f"# stop everything: serveplane dev down   (state in {directory})")
 
 

@@ -29,7 +29,9 @@ def test_dev_up_answers_curl_and_dev_down_leaves_nothing(
     env = {**os.environ, "SERVEPLANE_DEV_STATE_DIR": str(state)}
 
     def serveplane(*args: str, timeout: float = 700) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([SERVEPLANE, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+        return subprocess.run(
+            [SERVEPLANE, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp_path
+        )
 
     trial = state / "trial"
     try:

@@ -104,7 +104,10 @@ def test_scheduler_binds_pod_to_node(controlplane: ControlPlane, namespace: str)
         "metadata": {"name": "sleeper", "namespace": namespace},
         "spec": {
             "containers": [
-                {"name": "main", "image": "example.invalid/sleeper:1", "resources": {"requests": {"cpu": "2", "memory": "1Gi"}}}
+                {
+                    "name": "main", "image": "example.invalid/sleeper:1",
+                    "resources": {"requests": {"cpu": "2", "memory": "1Gi"}},
+                }
             ]
         },
     }
@@ -141,7 +144,8 @@ def test_service_account_kubeconfig_obeys_rbac(controlplane: ControlPlane, names
     )
 
     def allowed() -> bool:
-        return cp.kubectl("get", "configmap", "data", "-n", namespace, check=False, as_kubeconfig=kubeconfig).returncode == 0
+        done = cp.kubectl("get", "configmap", "data", "-n", namespace, check=False, as_kubeconfig=kubeconfig)
+        return done.returncode == 0
 
     wait_until(allowed, timeout=30, what="RoleBinding to take effect")
     # Still nothing beyond what the Role grants.

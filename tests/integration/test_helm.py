@@ -168,7 +168,8 @@ def test_chart_crds_are_the_repository_crds(helm: Helm) -> None:
     helm("package", str(CHART), "--destination", str(out))
     listing = subprocess.run(["tar", "-tzf", str(next(out.glob("serveplane-*.tgz")))], capture_output=True, text=True,
                              check=True).stdout.split()
-    assert sorted(n for n in listing if "/crds/" in n) == sorted(f"serveplane/crds/{p.name}" for p in CRDS_DIR.glob("*.yaml"))
+    crds = sorted(f"serveplane/crds/{p.name}" for p in CRDS_DIR.glob("*.yaml"))
+    assert sorted(n for n in listing if "/crds/" in n) == crds
 
 
 def test_helm_is_the_version_go_mod_pins(helm: Helm) -> None:
@@ -312,7 +313,8 @@ def test_template_with_namespaces_and_monitors(
 
     monitor = objects[("ServiceMonitor", ns, RELEASE)]
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
-    assert monitor["spec"]["selector"]["matchLabels"] == objects[("Deployment", ns, RELEASE)]["spec"]["selector"]["matchLabels"]
+    deployment = objects[("Deployment", ns, RELEASE)]
+    assert monitor["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     pods = objects[("PodMonitor", ns, f"{RELEASE}-ray")]
     assert pods["spec"]["selector"]["matchLabels"] == {
@@ -512,9 +514,9 @@ def test_install_run_the_operator_as_the_release_and_uninstall(
         with ReleaseOperator(cp, release_ns, account, env, tmp_path) as operator:
             cp.kubectl("apply", "-n", apps_ns, "-f", str(EXAMPLES / "cluster.yaml"))
             for pod in ("demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"):
-                wait_for(f"pod {pod}", lambda: get(cp, "pod", pod, apps_ns))
+                wait_for(f"pod {pod}", lambda pod=pod: get(cp, "pod", pod, apps_ns))
             for service in ("demo-head", "demo-serve"):
-                wait_for(f"Service {service}", lambda: get(cp, "service", service, apps_ns))
+                wait_for(f"Service {service}", lambda service=service: get(cp, "service", service, apps_ns))
             cluster = wait_for("the ServeCluster's status", lambda: (lambda o: o if condition(o, "Ready") else None)(
                 get(cp, "scl", "demo", apps_ns)))
             assert cluster["status"]["observedGeneration"] == cluster["metadata"]["generation"]

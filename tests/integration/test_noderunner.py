@@ -92,9 +92,9 @@ def condition(pod: dict[str, Any] | None, kind: str) -> str | None:
 
 
 def container_status(pod: dict[str, Any] | None, name: str) -> dict[str, Any]:
-    for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
-        if status["name"] == name:
-            return status
+    for container in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        if container["name"] == name:
+            return container
     return {}
 
 
@@ -133,7 +133,8 @@ def host_resources(instance: Instance) -> dict[str, list[Any]]:
     return {
         "processes": procs.marked_pids(instance.marker_prefix),
         "netns": network.list_netns(instance.netns_prefix),
-        "links": network.list_links(instance.veth_prefix) + [n for n in network.list_links(instance.bridge) if n == instance.bridge],
+        "links": network.list_links(instance.veth_prefix)
+        + [n for n in network.list_links(instance.bridge) if n == instance.bridge],
         "etc_netns": etc,
     }
 
@@ -239,8 +240,10 @@ def test_headless_service_resolves_to_pod_ips_inside_pods(api: Api, runner: Node
     ]
     api.create_pod(namespace, pod_manifest("client", ["python", "-c", script], restartPolicy="Never",
                                            container={"env": env}))
-    pod = wait_for(lambda: (p := api.pod(namespace, "client")) and p["status"].get("phase") in ("Succeeded", "Failed") and p,
-                   60, "client pod to finish")
+    pod = wait_for(
+        lambda: (p := api.pod(namespace, "client")) and p["status"].get("phase") in ("Succeeded", "Failed") and p,
+        60, "client pod to finish",
+    )
     log = runner.pod_log(namespace, "client", "main").read_text()
     assert pod["status"]["phase"] == "Succeeded", log
     assert f"RESOLVED {target_ip} {target_ip}" in log
@@ -254,8 +257,10 @@ def test_headless_service_resolves_to_pod_ips_inside_pods(api: Api, runner: Node
 
 def test_failing_container_is_restarted_with_backoff(api: Api, runner: NodeRunnerProcess, namespace: str) -> None:
     api.create_pod(namespace, pod_manifest("crash", ["python", "-c", "print('boom'); raise SystemExit(1)"]))
-    pod = wait_for(lambda: (p := api.pod(namespace, "crash")) and container_status(p, "main").get("restartCount", 0) >= 3 and p,
-                   30, "three restarts")
+    pod = wait_for(
+        lambda: (p := api.pod(namespace, "crash")) and container_status(p, "main").get("restartCount", 0) >= 3 and p,
+        30, "three restarts",
+    )
     main = container_status(pod, "main")
     assert main["lastState"]["terminated"]["exitCode"] == 1
     assert pod["status"]["phase"] == "Running"
@@ -268,8 +273,10 @@ def test_run_to_completion_phases(api: Api, runner: NodeRunnerProcess, namespace
     api.create_pod(namespace, pod_manifest("missing", ["no-such-binary"], restartPolicy="Never"))
     phases = {"ok": "Succeeded", "bad": "Failed", "missing": "Failed"}
     for name, phase in phases.items():
-        wait_for(lambda name=name, phase=phase: (api.pod(namespace, name) or {}).get("status", {}).get("phase") == phase,
-                 30, f"{name} {phase}")
+        wait_for(
+            lambda name=name, phase=phase: (api.pod(namespace, name) or {}).get("status", {}).get("phase") == phase,
+            30, f"{name} {phase}",
+        )
     assert container_status(api.pod(namespace, "bad"), "main")["state"]["terminated"]["exitCode"] == 3
     missing = container_status(api.pod(namespace, "missing"), "main")["state"]["terminated"]
     assert missing["reason"] == "StartError" and "not found" in missing["message"]
@@ -279,8 +286,10 @@ def test_failing_liveness_probe_restarts_the_container(api: Api, runner: NodeRun
     liveness = {"httpGet": {"path": "/", "port": 8081}, "periodSeconds": 1, "failureThreshold": 2}
     api.create_pod(namespace, http_server("sick", container={"livenessProbe": liveness}))
     started = time.monotonic()
-    pod = wait_for(lambda: (p := api.pod(namespace, "sick")) and container_status(p, "main").get("restartCount", 0) >= 1 and p,
-                   30, "a liveness restart")
+    pod = wait_for(
+        lambda: (p := api.pod(namespace, "sick")) and container_status(p, "main").get("restartCount", 0) >= 1 and p,
+        30, "a liveness restart",
+    )
     print(f"liveness failure -> restart in {time.monotonic() - started:.2f}s")
     last = container_status(pod, "main")["lastState"]["terminated"]
     assert last["exitCode"] in (143, 137)
@@ -300,8 +309,10 @@ def test_init_containers_then_startup_probe(api: Api, runner: NodeRunnerProcess,
                      30, "init status")
     assert early["status"]["phase"] == "Pending"
     assert condition(early, "Initialized") == "False"
-    running = wait_for(lambda: (p := api.pod(namespace, "staged")) and "running" in container_status(p, "main").get("state", {})
-                       and p, 30, "main running")
+    running = wait_for(
+        lambda: (p := api.pod(namespace, "staged")) and "running" in container_status(p, "main").get("state", {}) and p,
+        30, "main running",
+    )
     assert container_status(running, "main")["started"] is False, "the startup probe has not passed yet"
     ready = wait_ready(api, namespace, "staged")
     init = ready["status"]["initContainerStatuses"][0]
@@ -365,7 +376,9 @@ def bound_pod(name: str, node: str) -> dict[str, Any]:
     # SIGTERM is ignored: only the SIGKILL after the grace period ends it.
     pod["spec"]["containers"].append({
         "name": "stubborn", "image": "ignored",
-        "command": ["python", "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)"],
+        "command": [
+            "python", "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)"
+        ],
     })
     pod["spec"]["terminationGracePeriodSeconds"] = 2
     return pod
@@ -417,7 +430,10 @@ def test_crashed_runner_is_cleaned_up_and_its_pods_rerun(
     api.delete_pod(namespace, "drop")
 
     try:
-        with NodeRunnerProcess(controlplane.kubeconfig, [spare_node], tmp_path / "second", instance=instance.index) as second:
+        second_runner = NodeRunnerProcess(
+            controlplane.kubeconfig, [spare_node], tmp_path / "second", instance=instance.index
+        )
+        with second_runner as second:
             wait_for(lambda: api.pod(namespace, "drop") is None, 30, "pod deleted during the outage to go")
             # The status the dead runner left says Ready; wait for the re-run's.
             pod = wait_for(lambda: (p := api.pod(namespace, "keep")) and condition(p, "Ready") == "True"
@@ -476,7 +492,9 @@ def _in_use(index: int) -> bool:
 
 def _slice(namespace: str, service: str, *endpoints: tuple[str, bool | None, str | None]) -> dict[str, Any]:
     return {
-        "metadata": {"namespace": namespace, "name": f"{service}-abc", "labels": {"kubernetes.io/service-name": service}},
+        "metadata": {
+            "namespace": namespace, "name": f"{service}-abc", "labels": {"kubernetes.io/service-name": service},
+        },
         "addressType": "IPv4",
         "endpoints": [{"addresses": [ip], "conditions": {"ready": ready}, **({"hostname": host} if host else {})}
                       for ip, ready, host in endpoints],
@@ -486,7 +504,10 @@ def _slice(namespace: str, service: str, *endpoints: tuple[str, bool | None, str
 def test_hosts_files_follow_headless_services(tmp_path: Path) -> None:
     dns = ClusterDns(tmp_path)
     dns.sync_services([
-        {"metadata": {"namespace": "ns", "name": "head"}, "spec": {"clusterIP": "None", "publishNotReadyAddresses": True}},
+        {
+            "metadata": {"namespace": "ns", "name": "head"},
+            "spec": {"clusterIP": "None", "publishNotReadyAddresses": True},
+        },
         {"metadata": {"namespace": "ns", "name": "strict"}, "spec": {"clusterIP": "None"}},
         {"metadata": {"namespace": "ns", "name": "plain"}, "spec": {"clusterIP": "10.96.0.10"}},
     ])

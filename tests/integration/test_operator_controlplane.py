@@ -62,7 +62,9 @@ def cluster_doc(workers: int = 2) -> dict[str, Any]:
 
 def app_doc(name: str, **spec: Any) -> dict[str, Any]:
     body = {"cluster": "demo", "importPath": "serveplane.examples.hello:app", **spec}
-    return {"apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeApplication", "metadata": {"name": name}, "spec": body}
+    return {
+        "apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeApplication", "metadata": {"name": name}, "spec": body,
+    }
 
 
 def test_examples_are_accepted(controlplane: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
@@ -83,7 +85,8 @@ INVALID = {
     ),
     "negative worker replicas": (
         {"kind": "ServeCluster", "spec": {"workerGroups": [{"name": "cpu", "replicas": -1}]}},
-        "spec.workerGroups[0].replicas: Invalid value: -1: spec.workerGroups[0].replicas in body should be greater than or equal to 0",
+        "spec.workerGroups[0].replicas: Invalid value: -1: "
+        "spec.workerGroups[0].replicas in body should be greater than or equal to 0",
     ),
     "zero deployment replicas": (
         {"kind": "ServeDeployment", "spec": {"application": "a", "numReplicas": 0}},
@@ -98,7 +101,10 @@ INVALID = {
         "spec.routePrefix in body should match",
     ),
     "replicas and autoscaling": (
-        {"kind": "ServeDeployment", "spec": {"application": "a", "numReplicas": 2, "autoscalingConfig": {"maxReplicas": 3}}},
+        {
+            "kind": "ServeDeployment",
+            "spec": {"application": "a", "numReplicas": 2, "autoscalingConfig": {"maxReplicas": 3}},
+        },
         "set either numReplicas or autoscalingConfig, not both",
     ),
     "replicas above maxReplicas": (
@@ -126,7 +132,7 @@ def test_cluster_becomes_pods_services_and_ingress(
     cluster = wait_for("the cluster", lambda: get(controlplane, "scl", "demo", namespace))
     names = ["demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"]
     for pod in names:
-        found = wait_for(f"pod {pod}", lambda: get(controlplane, "pod", pod, namespace))
+        found = wait_for(f"pod {pod}", lambda pod=pod: get(controlplane, "pod", pod, namespace))
         owner = found["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["uid"], owner["controller"]) == ("ServeCluster", cluster["metadata"]["uid"], True)
         assert found["metadata"]["labels"]["serveplane.dev/cluster"] == "demo"
@@ -174,7 +180,9 @@ def test_cluster_becomes_pods_services_and_ingress(
     )
     wait_for(
         "demo-worker-cpu-1 to be deleted",
-        lambda: (get(controlplane, "pod", "demo-worker-cpu-1", namespace) or {}).get("metadata", {}).get("deletionTimestamp")
+        lambda: (get(controlplane, "pod", "demo-worker-cpu-1", namespace) or {})
+        .get("metadata", {})
+        .get("deletionTimestamp")
         or get(controlplane, "pod", "demo-worker-cpu-1", namespace) is None,
     )
 
@@ -202,12 +210,12 @@ def test_deleting_the_cluster_garbage_collects_what_it_owns(
     controlplane.kubectl("delete", "scl", "demo", "-n", namespace, "--wait=false")
     # The real controller-manager's garbage collector removes the owned objects.
     for kind, name in (("service", "demo-head"), ("service", "demo-serve"), ("ingress", "demo-serve")):
-        wait_for(f"{kind} {name} to go", lambda: get(controlplane, kind, name, namespace) is None)
+        wait_for(f"{kind} {name} to go", lambda kind=kind, name=name: get(controlplane, kind, name, namespace) is None)
     for pod in ("demo-head", "demo-worker-cpu-0"):
         # Scheduled pods wait for a kubelet to confirm; the GC's part is to start their deletion.
         wait_for(
             f"{pod} to be deleted",
-            lambda: get(controlplane, "pod", pod, namespace) is None
+            lambda pod=pod: get(controlplane, "pod", pod, namespace) is None
             or get(controlplane, "pod", pod, namespace)["metadata"].get("deletionTimestamp"),
         )
     app = wait_for(
@@ -234,7 +242,9 @@ def test_kubectl_scale_uses_the_scale_subresource(
     controlplane.kubectl("scale", "sdep/model", "-n", namespace, "--replicas=3")
     assert get(controlplane, "sdep", "model", namespace)["spec"]["numReplicas"] == 3
     scale = json.loads(
-        controlplane.kubectl("get", "--raw", f"/apis/serveplane.dev/v1alpha1/namespaces/{namespace}/servedeployments/model/scale").stdout
+        controlplane.kubectl(
+            "get", "--raw", f"/apis/serveplane.dev/v1alpha1/namespaces/{namespace}/servedeployments/model/scale"
+        ).stdout
     )
     assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 3
     # Its application does not exist: the operator says so on the resource instead of failing silently.
@@ -266,7 +276,7 @@ def test_a_changed_pod_spec_rolls_one_pod_at_a_time_without_extra_pods(
 
     apply(controlplane, [cluster_doc(workers=1)], namespace)
     for pod in ("demo-head", "demo-worker-cpu-0"):
-        wait_for(pod, lambda: get(controlplane, "pod", pod, namespace))
+        wait_for(pod, lambda pod=pod: get(controlplane, "pod", pod, namespace))
         mark_ready(controlplane, pod, namespace)
     controlplane.kubectl(
         "patch", "scl", "demo", "-n", namespace, "--type=merge", "-p", json.dumps({"spec": {"image": "ray:new"}})

@@ -244,7 +244,9 @@ def test_head_lifecycle(nodes: Callable[..., Node]) -> None:
     client.sendall(b"GET /hello/ HTTP/1.1\r\nHost: x\r\n\r\n")
     assert client.recv(65536).startswith(b"HTTP/1.1 200")
     drained: dict[str, Any] = {}
-    drain = threading.Thread(target=lambda: drained.update(zip(("status", "body"), head.get("/drain", timeout=60))))
+    drain = threading.Thread(
+        target=lambda: drained.update(zip(("status", "body"), head.get("/drain", timeout=60), strict=True))
+    )
     drain_started = time.monotonic()
     drain.start()
     wait_for(lambda: head.get("/readyz")[0] == 503, 10, "/readyz 503 while draining", head)

@@ -50,7 +50,9 @@ EXPECTED: dict[str, tuple[str, str | list[str]]] = {
     "servedeployment-no-status": ("Progressing", f"{WAITING} ServeDeployment generation 1"),
     "servecluster-generation-not-observed": ("Progressing", f"{WAITING} ServeCluster generation 2"),
     "servecluster-head-not-ready": (
-        "Progressing", ["HeadNotReady: waiting for head pod ", "to become ready; PodsStarting: 0 of 3 Ray pods are ready"]),
+        "Progressing",
+        ["HeadNotReady: waiting for head pod ", "to become ready; PodsStarting: 0 of 3 Ray pods are ready"],
+    ),
     "servecluster-dashboard-unavailable": ("Progressing", ["DashboardUnavailable: the Ray dashboard does not answer"]),
     "serveapplication-cluster-not-found": (
         "Progressing", "ClusterNotFound: waiting for ServeCluster 'demo' in namespace 'team-a' to exist"),

@@ -54,7 +54,9 @@ def test_dev_kubectl_passes_every_argument_through(kubectl_args: str) -> None:
     assert (args.action, args.rest, args.control_plane_only) == ("kubectl", shlex.split(kubectl_args), False)
 
 
-@pytest.mark.parametrize("command", ["serveplane dev", "serveplane dev up extra", "serveplane dev down --control-plane-only"])
+@pytest.mark.parametrize(
+    "command", ["serveplane dev", "serveplane dev up extra", "serveplane dev down --control-plane-only"]
+)
 def test_dev_rejects_what_it_cannot_run(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         parse(command)

@@ -1,6 +1,7 @@
 """Retry and error mapping of DashboardClient, against a real tiny aiohttp server on 127.0.0.1 (no mocks)."""
 
 import asyncio
+import itertools
 import json
 import socket
 import time
@@ -102,9 +103,9 @@ async def test_backoff_grows_exponentially(dashboard: FakeDashboard) -> None:
     async with fast_client(dashboard.url, retries=3, backoff_s=0.1) as client:
         with pytest.raises(DashboardUnavailable):
             await client.get_version()
-    gaps = [b.at - a.at for a, b in zip(dashboard.seen, dashboard.seen[1:])]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(dashboard.seen)]
     assert len(gaps) == 3
-    for gap, expected in zip(gaps, [0.1, 0.2, 0.4]):
+    for gap, expected in zip(gaps, [0.1, 0.2, 0.4], strict=True):
         assert gap >= expected * 0.9
 
 

@@ -211,7 +211,7 @@ def test_hash_stable_when_nothing_changes():
 def test_hash_changes_with_the_image():
     old = build_pods(spec(workerGroups=[{"name": "cpu"}]), image="ray:1")
     new = build_pods(spec(workerGroups=[{"name": "cpu"}]), image="ray:2")
-    for a, b in zip(old, new):
+    for a, b in zip(old, new, strict=True):
         assert pods.pod_spec_hash(a) != pods.pod_spec_hash(b)
 
 

@@ -254,7 +254,9 @@ def test_application_url_points_where_it_answers_while_a_conflicting_route_is_re
     app = k8s.app("hello", {"routePrefix": "/bye"})
     wire = status.application_status(app, verdict, view(serve_report({"hello": serve_app(route="/hello")})))
     assert wire["routePrefix"] == "/hello"
-    assert wire["url"] == "http://demo-serve.team-a.svc.cluster.local:8000/hello", "the URL leads to another application"
+    assert wire["url"] == "http://demo-serve.team-a.svc.cluster.local:8000/hello", (
+        "the URL leads to another application"
+    )
 
 
 # --- ServeDeployment ---------------------------------------------------------------------------------------

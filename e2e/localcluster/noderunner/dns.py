@@ -209,7 +209,9 @@ class ClusterDns:
         lines.append(f"{entry.pod_ip}\t{' '.join(own)}")
         lines.append("# headless Services")
         for (namespace, service), endpoints in sorted(self.records().items()):
-            names = [f"{service}.{namespace}.svc.{CLUSTER_DOMAIN}", f"{service}.{namespace}.svc", f"{service}.{namespace}"]
+            names = [
+                f"{service}.{namespace}.svc.{CLUSTER_DOMAIN}", f"{service}.{namespace}.svc", f"{service}.{namespace}",
+            ]
             if namespace == entry.namespace:
                 names.append(service)
             seen: set[str] = set()

@@ -116,7 +116,8 @@ def container_env(
         ref = source.get("secretRef") or source.get("configMapRef") or {}
         obj = None
         if reader is not None:
-            obj = reader.read_secret(namespace, ref["name"]) if secret else reader.read_config_map(namespace, ref["name"])
+            read = reader.read_secret if secret else reader.read_config_map
+            obj = read(namespace, ref["name"])
         if obj is None:
             if not ref.get("optional"):
                 raise EnvError(f"{'secret' if secret else 'configmap'} {namespace}/{ref['name']} not found")

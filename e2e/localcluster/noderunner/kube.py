@@ -68,8 +68,12 @@ class Kube:
 
     # -- pods -----------------------------------------------------------------------
 
-    def patch_pod_status(self, namespace: str, name: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> None:
-        self.call(self.core.patch_namespaced_pod_status, name, namespace, body, _content_type=STRATEGIC, timeout=timeout)
+    def patch_pod_status(
+        self, namespace: str, name: str, body: dict[str, Any], timeout: float = REQUEST_TIMEOUT
+    ) -> None:
+        self.call(
+            self.core.patch_namespaced_pod_status, name, namespace, body, _content_type=STRATEGIC, timeout=timeout
+        )
 
     def delete_pod_now(self, namespace: str, name: str, uid: str) -> None:
         """Delete with grace 0, as the kubelet does once the containers are gone; only this very pod (uid)."""

@@ -92,19 +92,23 @@ class NodeHeartbeat(threading.Thread):
             patch["nodeInfo"] = {
                 "architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": KUBELET_VERSION,
                 "containerRuntimeVersion": "serveplane-noderunner://0.1", "kubeProxyVersion": "",
-                "osImage": "serveplane noderunner", "kernelVersion": "", "machineID": "", "systemUUID": "", "bootID": "",
+                "osImage": "serveplane noderunner", "kernelVersion": "", "machineID": "", "systemUUID": "",
+                "bootID": "",
             }
         # A merge patch replaces the whole addresses list (the control plane
         # registers 127.0.0.1, which pods cannot reach); conditions merge by type
         # only in a strategic patch, so they go in a second one.
-        self._kube.call(core.patch_node_status, name, {"status": {"addresses": patch.pop("addresses")}}, _content_type=MERGE)
+        addresses = {"status": {"addresses": patch.pop("addresses")}}
+        self._kube.call(core.patch_node_status, name, addresses, _content_type=MERGE)
         self._kube.call(core.patch_node_status, name, {"status": patch}, _content_type=STRATEGIC)
 
     def _renew_lease(self, name: str) -> None:
         coordination = self._kube.coordination
         spec = {"holderIdentity": name, "leaseDurationSeconds": LEASE_SECONDS, "renewTime": _micro_time()}
         try:
-            self._kube.call(coordination.patch_namespaced_lease, name, LEASE_NAMESPACE, {"spec": spec}, _content_type=MERGE)
+            self._kube.call(
+                coordination.patch_namespaced_lease, name, LEASE_NAMESPACE, {"spec": spec}, _content_type=MERGE
+            )
         except ApiException as exc:
             if exc.status != 404:
                 raise

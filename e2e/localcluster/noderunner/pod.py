@@ -229,7 +229,8 @@ class PodWorker(threading.Thread):
             return
         self._torn_down = True
         ctx = self._ctx
-        leftovers = set(network.netns_pids(runtime.netns)) | set(procs.marked_pids(ctx.instance.pod_marker_prefix(self.uid)))
+        leftovers = set(network.netns_pids(runtime.netns))
+        leftovers |= set(procs.marked_pids(ctx.instance.pod_marker_prefix(self.uid)))
         if leftovers:
             procs.kill_and_wait(leftovers)
         ctx.dns.remove_pod(runtime.netns)
@@ -302,7 +303,9 @@ class PodWorker(threading.Thread):
     def _terminate(self, reason: str) -> None:
         pod = self.pod
         meta, spec = pod["metadata"], pod["spec"]
-        grace = _seconds(meta.get("deletionGracePeriodSeconds", spec.get("terminationGracePeriodSeconds")), DEFAULT_GRACE)
+        grace = _seconds(
+            meta.get("deletionGracePeriodSeconds", spec.get("terminationGracePeriodSeconds")), DEFAULT_GRACE
+        )
         if reason == "gone":
             grace = min(grace, GONE_GRACE)
         elif reason == "shutdown":
@@ -325,7 +328,9 @@ class PodWorker(threading.Thread):
 
     # -- status ----------------------------------------------------------------------------
 
-    def _container_statuses(self, runners: list[ContainerRunner], specs: list[dict[str, Any]], init: bool) -> list[dict[str, Any]]:
+    def _container_statuses(
+        self, runners: list[ContainerRunner], specs: list[dict[str, Any]], init: bool
+    ) -> list[dict[str, Any]]:
         if runners:
             return [c.status() for c in runners]
         waiting: dict[str, Any] = {"reason": "ContainerCreating"}
@@ -342,7 +347,10 @@ class PodWorker(threading.Thread):
         inits = self._container_statuses(self._init, spec.get("initContainers") or [], True)
         apps = self._container_statuses(self._containers, spec["containers"], False)
         pending_init = [c.name for c in self._init if not c.ready] if not self._init_done else []
-        unready = [c.name for c in self._containers if not c.ready] if self._containers else [c["name"] for c in spec["containers"]]
+        if self._containers:
+            unready = [c.name for c in self._containers if not c.ready]
+        else:
+            unready = [c["name"] for c in spec["containers"]]
         conds = status.conditions(
             pod,
             sandbox_ready=self._runtime is not None and not self._torn_down,

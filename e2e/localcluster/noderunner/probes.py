@@ -55,8 +55,9 @@ def run_action(action: Mapping[str, Any], target: Target, timeout: float) -> tup
             with socket.create_connection((host, target.port(spec["port"])), timeout=timeout):
                 return True, ""
         if "exec" in action:
-            code, out = procs.run_in_netns(target.netns, list(action["exec"]["command"]), env=target.env, timeout=timeout,
-                                           cwd=target.cwd)
+            code, out = procs.run_in_netns(
+                target.netns, list(action["exec"]["command"]), env=target.env, timeout=timeout, cwd=target.cwd
+            )
             return code == 0, out.strip()[-500:] if code != 0 else ""
         if "sleep" in action:
             time.sleep(min(float(action["sleep"]["seconds"]), timeout))

@@ -120,7 +120,8 @@ class NodeRunner:
         heartbeat.beat()
         heartbeat.start()
         self._run_informers([
-            Informer("services", kube.core.list_service_for_all_namespaces, dns.sync_services, dns.service_event, self._stop),
+            Informer("services", kube.core.list_service_for_all_namespaces,
+                     dns.sync_services, dns.service_event, self._stop),
             Informer("endpointslices", kube.discovery.list_endpoint_slice_for_all_namespaces,
                      dns.sync_slices, dns.slice_event, self._stop),
         ])
