@@ -95,7 +95,8 @@ class ControlPlane:
         """Run the bundled kubectl (as admin unless ``as_kubeconfig``); output is captured text."""
         assert self.binary is not None, "not started"
         argv = [
-            str(self.binary), "kubectl",
+            str(self.binary),
+            "kubectl",
             f"--kubeconfig={as_kubeconfig or self.kubeconfig}",
             f"--cache-dir={self.layout.kubectl_cache}",
             *args,
@@ -179,7 +180,9 @@ class ControlPlane:
         # Pods cannot be created in a namespace until the controller-manager has
         # made its `default` ServiceAccount; wait, so tests need not.
         self._wait("kube-controller-manager", lambda: self.api.ok("/api/v1/namespaces/default/serviceaccounts/default"))
-        self._wait("kube-controller-manager", lambda: self.api.ok("/api/v1/namespaces/default/configmaps/kube-root-ca.crt"))
+        self._wait(
+            "kube-controller-manager", lambda: self.api.ok("/api/v1/namespaces/default/configmaps/kube-root-ca.crt")
+        )
 
     def _args(self, component: str) -> list[str]:
         """The command line of ``component`` (after the binary); the same on every start of this plane."""
@@ -231,13 +234,24 @@ class ControlPlane:
     def _write_kubeconfigs(self, keys: pki.Pki) -> None:
         server = f"https://127.0.0.1:{self.ports['kube-apiserver']}"
         kubeconfig.write(
-            self.kubeconfig, server=server, ca_cert=keys.ca.cert, user="admin",
-            client_cert=keys.admin.cert, client_key=keys.admin.key,
+            self.kubeconfig,
+            server=server,
+            ca_cert=keys.ca.cert,
+            user="admin",
+            client_cert=keys.admin.cert,
+            client_key=keys.admin.key,
         )
-        for component, pair in (("kube-controller-manager", keys.controller_manager), ("kube-scheduler", keys.scheduler)):
+        for component, pair in (
+            ("kube-controller-manager", keys.controller_manager),
+            ("kube-scheduler", keys.scheduler),
+        ):
             kubeconfig.write(
-                self.layout.component_kubeconfig(component), server=server, ca_cert=keys.ca.cert,
-                user=f"system:{component}", client_cert=pair.cert, client_key=pair.key,
+                self.layout.component_kubeconfig(component),
+                server=server,
+                ca_cert=keys.ca.cert,
+                user=f"system:{component}",
+                client_cert=pair.cert,
+                client_key=pair.key,
             )
 
     def _spawn(self, component: str, args: list[str]) -> None:
