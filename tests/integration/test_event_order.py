@@ -58,6 +58,14 @@ def has_finalizer(cp: ControlPlane, namespace: str, name: str) -> dict[str, Any]
     return obj if obj and FINALIZER in (obj["metadata"].get("finalizers") or []) else None
 
 
+def with_reason(
+    cp: ControlPlane, kind: str, name: str, namespace: str, cond: str, reason: str
+) -> dict[str, Any] | None:
+    """The object once its condition `cond` has `reason`, else None (for wait_for)."""
+    obj = get_object(cp, kind, name, namespace)
+    return obj if condition(obj, cond).get("reason") == reason else None
+
+
 def gone(cp: ControlPlane, kind: str, name: str, namespace: str) -> bool:
     return get_object(cp, kind, name, namespace) is None
 
@@ -74,14 +82,14 @@ def test_application_deleted_before_its_cluster_waits_for_it_then_goes(
     wait_for("the finalizer", lambda: has_finalizer(cp, namespace, "hello"))
     wait_for("the cluster's pods", lambda: get_object(cp, "pod", "demo-head", namespace))
     delete(cp, namespace, "sapp", "hello")
-    # Serve cannot be asked whether it still runs the application: the finalizer holds...
-    held = wait_for(
-        "a round that saw the deletion",
-        lambda: (lambda o: o if o and o["metadata"].get("deletionTimestamp") else None)(
-            has_finalizer(cp, namespace, "hello")
-        ),
+    # A round saw the deletion (the cluster's status no longer lists the application), and since Serve cannot be
+    # asked whether it still runs the application, the finalizer holds...
+    wait_for(
+        "the cluster to drop the application from its config",
+        lambda: (get_object(cp, "scl", "demo", namespace) or {}).get("status", {}).get("applications") == [],
     )
-    assert FINALIZER in held["metadata"]["finalizers"]
+    held = has_finalizer(cp, namespace, "hello")
+    assert held and held["metadata"].get("deletionTimestamp"), "released while Serve might still run it"
     # ...until the cluster goes, and Serve with it.
     delete(cp, namespace, "scl", "demo")
     wait_for("the application to go", lambda: gone(cp, "sapp", "hello", namespace))
@@ -113,16 +121,12 @@ def test_application_deleted_after_its_cluster_goes(
     delete(cp, namespace, "scl", "demo")
     waiting = wait_for(
         "ClusterNotFound",
-        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ClusterNotFound" else None)(
-            get_object(cp, "sapp", "hello", namespace)
-        ),
+        lambda: with_reason(cp, "sapp", "hello", namespace, "Ready", "ClusterNotFound"),
     )
     assert condition(waiting, "Degraded")["status"] == "False"
     dep = wait_for(
         "the deployment to wait for its application on a cluster",
-        lambda: (lambda o: o if condition(o, "Progressing").get("reason") == "WaitingForApplication" else None)(
-            get_object(cp, "sdep", "hello-model", namespace)
-        ),
+        lambda: with_reason(cp, "sdep", "hello-model", namespace, "Progressing", "WaitingForApplication"),
     )
     assert condition(dep, "Ready")["status"] == "False"
     delete(cp, namespace, "sapp", "hello")
@@ -143,9 +147,7 @@ def test_deployment_whose_application_is_deleted_waits_for_it(
     wait_for("the application to go", lambda: gone(cp, "sapp", "hello", namespace))
     dep = wait_for(
         "the orphaned deployment's status",
-        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ApplicationNotFound" else None)(
-            get_object(cp, "sdep", "hello-model", namespace)
-        ),
+        lambda: with_reason(cp, "sdep", "hello-model", namespace, "Ready", "ApplicationNotFound"),
     )
     assert "'hello'" in condition(dep, "Ready")["message"]
 
@@ -170,8 +172,6 @@ def test_deletions_while_the_operator_is_down_are_finished_by_its_successor(
     wait_for("the deleted application to go", lambda: gone(cp, "sapp", "hello", namespace))
     waiting = wait_for(
         "the other application to report its missing cluster",
-        lambda: (lambda o: o if condition(o, "Ready").get("reason") == "ClusterNotFound" else None)(
-            get_object(cp, "sapp", "world", namespace)
-        ),
+        lambda: with_reason(cp, "sapp", "world", namespace, "Ready", "ClusterNotFound"),
     )
     assert FINALIZER in waiting["metadata"]["finalizers"]
