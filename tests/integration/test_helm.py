@@ -27,7 +27,7 @@ from serveplane.localcluster.operatorproc import CRDS_DIR, RULES_FILE
 from serveplane.localcluster.processes import free_port
 from serveplane.localcluster.testkit import condition, wait_for
 from serveplane.localcluster.testkit import get_object as get
-from serveplane.operator import leader
+from serveplane.operator import election as leader_election
 from serveplane.operator.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -240,7 +240,8 @@ def test_template_with_default_values(helm: Helm, controlplane: ControlPlane) ->
     assert settings == dataclasses.replace(defaults, default_image="serveplane/runtime:0.1.0")
     assert settings.namespaces == ()
     # Leader election: the Lease in the release's namespace, the pod's name as identity, the module's timing.
-    assert leader.config_from_env(env) == leader.LeaseConfig(namespace=ns, identity="serveplane-7d9f8-x2k4q")
+    wanted = leader_election.LeaseConfig(namespace=ns, identity="serveplane-7d9f8-x2k4q")
+    assert leader_election.config_from_env(env) == wanted
 
     service = objects[("Service", ns, f"{RELEASE}-metrics")]
     assert service["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
@@ -267,7 +268,7 @@ def test_template_without_leader_election(helm: Helm) -> None:
     assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
     assert "affinity" not in deployment["spec"]["template"]["spec"]
     env = pod_env(operator_container(docs), "serveplane-0", ns)
-    assert env["SERVEPLANE_LEADER_ELECTION"] == "false" and leader.config_from_env(env) is None
+    assert env["SERVEPLANE_LEADER_ELECTION"] == "false" and leader_election.config_from_env(env) is None
     # One replica with election (and a user's own affinity and Lease timing): no PDB, the affinity as given.
     docs = helm.template(
         "--set", "replicas=1", "--set", "affinity.nodeAffinity.x=y", "--set", "leaderElection.leaseName=ops",
@@ -279,8 +280,11 @@ def test_template_without_leader_election(helm: Helm) -> None:
     deployment = objects[("Deployment", ns, RELEASE)]
     assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
     assert deployment["spec"]["template"]["spec"]["affinity"] == {"nodeAffinity": {"x": "y"}}
-    assert leader.config_from_env(pod_env(operator_container(docs), "serveplane-0", ns)) == leader.LeaseConfig(
-        namespace=ns, name="ops", identity="serveplane-0", lease_duration_s=15, renew_period_s=3, retry_period_s=1.5)
+    assert leader_election.config_from_env(pod_env(operator_container(docs), "serveplane-0", ns)) == (
+        leader_election.LeaseConfig(
+            namespace=ns, name="ops", identity="serveplane-0", lease_duration_s=15, renew_period_s=3, retry_period_s=1.5
+        )
+    )
 
 
 def test_template_with_namespaces_and_monitors(
