@@ -66,15 +66,17 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
 
 async def _lead(elector: election.LeaderElector, loops: ClusterLoops) -> None:
-    """Wait for the lease, reconcile while holding it; on losing it, stop at once and exit, as client-go's
-    leader election does: a restarted process comes back as a standby with a fresh store."""
-    await elector.acquire()
-    log.info("leader election: this operator holds the lease; reconciling")
-    loops.leading()
-    await elector.hold()
-    log.error("leader election: the lease was lost; stopping so another replica leads alone")
-    await loops.stop()
-    os._exit(1)
+    """Reconcile while holding the lease. On losing it (another replica took it, or it could not be renewed in
+    time, say while etcd restarts), stop every loop before anyone else may lead, and go back to standby: the
+    watches keep the store warm, so leading again (the lease is still ours once the API server is back) resumes
+    from the current state and resubmits nothing."""
+    while True:
+        await elector.acquire()
+        log.info("leader election: this operator holds the lease; reconciling")
+        loops.leading()
+        await elector.hold()
+        await loops.stop()
+        log.warning("leader election: the lease was lost; reconciling stopped until this replica leads again")
 
 
 @kopf.on.cleanup()

@@ -121,6 +121,7 @@ class ClusterLoops:
                 del self._tasks[key]
 
     async def stop(self) -> None:
+        """Stop reconciling (at shutdown, or when the lease is lost); `leading()` starts every loop again."""
         self._leading = False
         metrics.LEADER.set(0)
         tasks = list(self._tasks.values())
