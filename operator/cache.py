@@ -14,11 +14,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import objects
+from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, PODS, SERVICES
 from .manifests import common
 from .objects import Obj
 
-CLUSTERS, APPS, DEPLOYMENTS = "serveclusters", "serveapplications", "servedeployments"
-PODS, SERVICES, INGRESSES = "pods", "services", "ingresses"
 KINDS = (CLUSTERS, APPS, DEPLOYMENTS, PODS, SERVICES, INGRESSES)
 CUSTOM = (CLUSTERS, APPS, DEPLOYMENTS)
 

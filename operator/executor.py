@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from . import metrics, objects
 from .actions import Action, Apply, CreatePod, DeleteIngress, DeletePod, LabelPod, SetFinalizers, Submit, WriteStatus
-from .cache import CLUSTERS, INGRESSES, PODS, Key, Store
+from .api.kinds import CLUSTERS, INGRESSES, PODS
+from .cache import Key, Store
 from .clients.dashboard import DashboardError, DashboardRejected
 from .clients.kube import Kube, KubeError
 from .objects import Obj

@@ -21,7 +21,8 @@ from prometheus_client import REGISTRY, start_http_server
 
 from . import election, metrics
 from .api.base import GROUP, VERSION
-from .cache import APPS, CLUSTERS, CUSTOM, DEPLOYMENTS, INGRESSES, PODS, SERVICES, Store
+from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, PODS, SERVICES
+from .cache import CUSTOM, Store
 from .clients.kube import Kube, credentials
 from .executor import Executor
 from .loops import ClusterLoops

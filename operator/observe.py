@@ -12,20 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from . import metrics, objects
-from .cache import (
-    APPS,
-    CLUSTERS,
-    DEPLOYMENTS,
-    INGRESSES,
-    ORPHANS,
-    PODS,
-    SERVICES,
-    Key,
-    Store,
-    app_cluster,
-    deployment_app,
-)
+from . import metrics, objects, plan
+from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, PODS, SERVICES
+from .cache import ORPHANS, Key, Store, app_cluster, deployment_app
 from .clients.dashboard import DashboardClient, DashboardError, DashboardRejected
 from .manifests import common
 from .snapshot import Rejection, Snapshot
@@ -107,10 +96,7 @@ async def observe(store: Store, dashboards: DashboardPool, key: Key, rejection: 
     """What a round plans from: the store's objects and, while the cluster lives and its head has an IP,
     Serve's report."""
     snap = _from_store(store, key)
-    head = next(
-        (p for p in snap.pods if objects.name(p) == common.head_pod_name(snap.name) and not objects.is_deleting(p)),
-        None,
-    )
+    head = plan.live_head(snap.pods, snap.name)
     head_ip = ((head or {}).get("status") or {}).get("podIP")
     serve, error = None, None
     if snap.cluster is not None and not objects.is_deleting(snap.cluster) and head_ip:

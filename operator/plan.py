@@ -17,6 +17,12 @@ def pod_ready(pod: Obj) -> bool:
     return bool(found and found[0].get("status") == "True")
 
 
+def live_head(pods: tuple[Obj, ...] | list[Obj], cluster: str) -> Obj | None:
+    """The cluster's head pod, unless it is being deleted (a terminating head is no head to talk to)."""
+    name = common.head_pod_name(cluster)
+    return next((p for p in pods if objects.name(p) == name and not objects.is_deleting(p)), None)
+
+
 def _finished(pod: Obj) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded")
 

@@ -27,13 +27,11 @@ from .api.application import ServeApplicationStatus
 from .api.base import StatusModel
 from .api.cluster import ServeClusterSpec, ServeClusterStatus
 from .api.deployment import ServeDeploymentStatus
+from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, SERVICES
 from .compose import Composition, compose, serve_view, validation_message
 from .manifests import common, network, pods
 from .objects import Obj
 from .snapshot import Snapshot
-
-CLUSTERS, APPS, DEPLOYMENTS = "serveclusters", "serveapplications", "servedeployments"
-SERVICES, INGRESSES = "services", "ingresses"
 
 STATUS_MODELS: dict[str, type[StatusModel]] = {
     CLUSTERS: ServeClusterStatus,
@@ -104,9 +102,7 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
     actions += [CreatePod(pod) for pod in todo.create]
     actions += [DeletePod(pod_name, why) for pod_name, why in todo.delete.items()]
 
-    head = next(
-        (p for p in snap.pods if objects.name(p) == common.head_pod_name(name) and not objects.is_deleting(p)), None
-    )
+    head = plan.live_head(snap.pods, name)
     head_ip = ((head or {}).get("status") or {}).get("podIP")
     serve = snap.serve if head_ip else None
     composition = compose(spec, list(snap.apps), list(snap.deployments), serve_view(serve, list(snap.apps)))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from serveplane.operator.cache import APPS, CLUSTERS, DEPLOYMENTS, ORPHANS, PODS, Store
+from serveplane.operator.api.kinds import APPS, CLUSTERS, DEPLOYMENTS, PODS
+from serveplane.operator.cache import ORPHANS, Store
 from serveplane.operator.manifests import common
 
 
