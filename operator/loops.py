@@ -108,6 +108,8 @@ class ClusterLoops:
                 if submitted:
                     continue  # see at once what Serve made of the new config
                 if done:
+                    if waker.is_set():
+                        continue  # news came during the round (an application deleted with its cluster)
                     return
                 interval = self.settings.poll_fast_s if busy else self.settings.poll_slow_s
                 interval = min(interval * 2 ** min(failures, 4), 60.0) if failures else interval
