@@ -89,17 +89,23 @@ def etcd_args(layout: Layout, ports: dict[str, int]) -> list[str]:
     ]
 
 
-def apiserver_args(layout: Layout, ports: dict[str, int], pki: Pki, service_cidr: str) -> list[str]:
+def _listen_flags(node_address: str | None) -> list[str]:
+    if node_address is None:
+        # Loopback only: this is a developer's and CI's private cluster. The `kubernetes` Service's Endpoints
+        # may not point at loopback, and nothing in-cluster runs to use them.
+        return ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"]
+    # A real node: its pods reach the API server through the `kubernetes` Service (kube-proxy DNATs the
+    # ClusterIP to this address) and its kubelet dials this address; host tools keep using loopback.
+    return ["--bind-address=0.0.0.0", f"--advertise-address={node_address}"]
+
+
+def apiserver_args(
+    layout: Layout, ports: dict[str, int], pki: Pki, service_cidr: str, node_address: str | None = None
+) -> list[str]:
     return [
         "kube-apiserver",
         f"--etcd-servers=http://127.0.0.1:{ports['etcd-client']}",
-        # Loopback only: this is a developer's and CI's private cluster.
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
-        # The `kubernetes` Service's Endpoints may not point at loopback and
-        # the apiserver refuses to start with a loopback advertise address
-        # otherwise; nothing in-cluster runs to use those endpoints anyway.
-        "--endpoint-reconciler-type=none",
+        *_listen_flags(node_address),
         f"--secure-port={ports['kube-apiserver']}",
         f"--cert-dir={layout.cert_dir('kube-apiserver')}",
         f"--tls-cert-file={pki.serving.cert}",
@@ -111,10 +117,14 @@ def apiserver_args(layout: Layout, ports: dict[str, int], pki: Pki, service_cidr
         f"--service-cluster-ip-range={service_cidr}",
         "--allow-privileged=true",
         "--authorization-mode=Node,RBAC",
-        # This plugin taints every new Node not-ready until the node-lifecycle
-        # controller sees a kubelet heartbeat; with no kubelet and that
-        # controller off, the taint would never go and nothing would schedule.
-        "--disable-admission-plugins=TaintNodesByCondition",
+        # How it reaches a real kubelet (logs, exec, port-forward): by the node's InternalIP, with a client
+        # certificate the kubelet checks against the same CA.
+        f"--kubelet-client-certificate={pki.kubelet_client.cert}",
+        f"--kubelet-client-key={pki.kubelet_client.key}",
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
+        # Without a kubelet, this plugin's not-ready taint on every new Node would never go (the node-lifecycle
+        # controller is off then too); a real node lifts it with its first heartbeat.
+        *(() if node_address else ("--disable-admission-plugins=TaintNodesByCondition",)),
         "--profiling=false",
         # On SIGTERM, drain the requests in flight, then give open watches 2 s
         # (not the default 60 s, longer than stop()'s grace) to close: a stop
@@ -149,15 +159,17 @@ def _client_flags(layout: Layout, component: str, port: int) -> list[str]:
     ]
 
 
-def controller_manager_args(layout: Layout, ports: dict[str, int], pki: Pki, service_cidr: str) -> list[str]:
+def controller_manager_args(
+    layout: Layout, ports: dict[str, int], pki: Pki, service_cidr: str, real_node: bool = False
+) -> list[str]:
     return [
         "kube-controller-manager",
         *_client_flags(layout, "kube-controller-manager", ports["kube-controller-manager"]),
         # Every default controller (garbage collector, namespace, endpointslice
         # and its mirroring, serviceaccount and its tokens, root CA publisher,
-        # deployments, jobs, ...) except node-lifecycle: there is no kubelet,
-        # so it would mark our Nodes NotReady, taint them and evict their pods.
-        "--controllers=*,-node-lifecycle-controller",
+        # deployments, jobs, ...); node-lifecycle only with a real kubelet: with
+        # Node objects alone it would mark them NotReady and evict their pods.
+        "--controllers=*" if real_node else "--controllers=*,-node-lifecycle-controller",
         # Each controller acts under its own ServiceAccount, as in a real
         # cluster, so RBAC problems show up here too.
         "--use-service-account-credentials=true",

@@ -8,6 +8,7 @@ objects (see nodes.py); there is no kubelet, so pods get scheduled but never run
 from __future__ import annotations
 
 import atexit
+import ipaddress
 import json
 import os
 import random
@@ -44,7 +45,10 @@ class ControlPlane:
         detach: bool = False,
         service_cidr: str = DEFAULT_SERVICE_CIDR,
         start_timeout: float = 180.0,
+        node_address: str | None = None,
     ) -> None:
+        """``node_address``: for a real node (node.py), the machine's address that its pods and kubelet reach
+        the API server on; then ``node_names`` should be empty, as the kubelet registers its own Node."""
         # A state dir we made ourselves is ours to delete on stop().
         self._owns_state_dir = state_dir is None
         self.layout = Layout(Path(state_dir or tempfile.mkdtemp(prefix="serveplane-cp-")).resolve())
@@ -52,6 +56,7 @@ class ControlPlane:
         self.binary = binary
         self.detach = detach
         self.service_cidr = service_cidr
+        self.node_address = node_address
         self.start_timeout = start_timeout
         self.pids: dict[str, int] = {}
         self.ports: dict[str, int] = {}
@@ -162,7 +167,8 @@ class ControlPlane:
         return self
 
     def _start(self, layout: Layout) -> None:
-        keys = pki.generate(layout.pki_dir, self.service_cidr)
+        address = ipaddress.IPv4Address(self.node_address) if self.node_address else None
+        keys = pki.generate(layout.pki_dir, self.service_cidr, address)
         self.ports = _listen_ports(components.PORT_NAMES)
         self._write_kubeconfigs(keys)
         layout.audit_policy.write_text(components.AUDIT_POLICY)
@@ -193,9 +199,11 @@ class ControlPlane:
             return components.scheduler_args(layout, ports)
         keys = pki.load(layout.pki_dir)
         if component == "kube-apiserver":
-            return components.apiserver_args(layout, ports, keys, self.service_cidr)
+            return components.apiserver_args(layout, ports, keys, self.service_cidr, self.node_address)
         if component == "kube-controller-manager":
-            return components.controller_manager_args(layout, ports, keys, self.service_cidr)
+            return components.controller_manager_args(
+                layout, ports, keys, self.service_cidr, real_node=self.node_address is not None
+            )
         raise ValueError(f"unknown component {component!r}; one of {', '.join(COMPONENTS)}")
 
     def _ready_check(self, component: str) -> Callable[[], bool]:
@@ -313,6 +321,7 @@ class ControlPlane:
             "ports": self.ports,
             "node_names": list(self.node_names),
             "service_cidr": self.service_cidr,
+            "node_address": self.node_address,
             "kubeconfig": str(self.kubeconfig),
         }
         tmp = self.layout.state_file.with_suffix(".tmp")
@@ -333,6 +342,7 @@ class ControlPlane:
             binary=Path(state["binary"]),
             detach=True,
             service_cidr=state["service_cidr"],
+            node_address=state.get("node_address"),
         )
         cp.pids = {k: int(v) for k, v in state["pids"].items()}
         cp.ports = {k: int(v) for k, v in state["ports"].items()}

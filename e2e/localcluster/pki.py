@@ -45,6 +45,7 @@ class Pki:
     admin: CertPair
     controller_manager: CertPair
     scheduler: CertPair
+    kubelet_client: CertPair
     service_account_key: Path
     service_account_pub: Path
 
@@ -107,6 +108,17 @@ class _Ca:
             .sign(self.key, hashes.SHA256())
         )
 
+    @classmethod
+    def load(cls, pair: CertPair) -> _Ca:
+        """The CA that :func:`generate` wrote, to sign more certificates later (a node's)."""
+        ca = cls.__new__(cls)
+        key = serialization.load_pem_private_key(pair.key.read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        ca.key = key
+        ca.cert = x509.load_pem_x509_certificate(pair.cert.read_bytes())
+        ca.name = ca.cert.subject
+        return ca
+
     def issue(
         self,
         common_name: str,
@@ -139,8 +151,34 @@ def _save(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, directory: Pa
     return pair
 
 
-def generate(directory: Path, service_cidr: str = "10.96.0.0/16") -> Pki:
-    """Write a fresh CA, serving/client certificates and the SA key pair into ``directory``."""
+def issue(
+    directory: Path,
+    stem: str,
+    common_name: str,
+    *,
+    organizations: tuple[str, ...] = (),
+    server_names: tuple[str, ...] = (),
+    server_ips: tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = (),
+    into: Path | None = None,
+) -> CertPair:
+    """Sign one more certificate with the CA that :func:`generate` wrote into ``directory``."""
+    ca = _Ca.load(CertPair(directory / "ca.crt", directory / "ca.key"))
+    cert, key = ca.issue(
+        common_name, organizations=organizations, server_names=server_names, server_ips=server_ips
+    )
+    (into or directory).mkdir(parents=True, exist_ok=True)
+    return _save(cert, key, into or directory, stem)
+
+
+def generate(
+    directory: Path,
+    service_cidr: str = "10.96.0.0/16",
+    node_address: ipaddress.IPv4Address | None = None,
+) -> Pki:
+    """Write a fresh CA, serving/client certificates and the SA key pair into ``directory``.
+
+    ``node_address``: the address the API server also listens on for a real node's pods and kubelet.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     ca = _Ca("serveplane-local-ca")
     ca_pair = CertPair(directory / "ca.crt", directory / "ca.key")
@@ -151,7 +189,11 @@ def generate(directory: Path, service_cidr: str = "10.96.0.0/16") -> Pki:
         *ca.issue(
             "kube-apiserver",
             server_names=SERVING_DNS_NAMES,
-            server_ips=(ipaddress.ip_address("127.0.0.1"), first_service_ip(service_cidr)),
+            server_ips=(
+                ipaddress.ip_address("127.0.0.1"),
+                first_service_ip(service_cidr),
+                *((node_address,) if node_address else ()),
+            ),
         ),
         directory,
         "apiserver",
@@ -161,6 +203,11 @@ def generate(directory: Path, service_cidr: str = "10.96.0.0/16") -> Pki:
     admin = _save(*ca.issue("admin", organizations=("system:masters",)), directory, "admin")
     cm = _save(*ca.issue("system:kube-controller-manager"), directory, "controller-manager")
     sched = _save(*ca.issue("system:kube-scheduler"), directory, "scheduler")
+    # What the API server shows a kubelet for logs, exec and port-forward; the kubelet asks the API server
+    # (webhook authorization) whether this identity may, and system:masters may.
+    kubelet_client = _save(
+        *ca.issue("kube-apiserver-kubelet-client", organizations=("system:masters",)), directory, "kubelet-client"
+    )
 
     sa_key = _new_key()
     sa_key_path, sa_pub_path = directory / "sa.key", directory / "sa.pub"
@@ -170,7 +217,7 @@ def generate(directory: Path, service_cidr: str = "10.96.0.0/16") -> Pki:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    return Pki(ca_pair, serving, admin, cm, sched, sa_key_path, sa_pub_path)
+    return Pki(ca_pair, serving, admin, cm, sched, kubelet_client, sa_key_path, sa_pub_path)
 
 
 def load(directory: Path) -> Pki:
@@ -178,5 +225,5 @@ def load(directory: Path) -> Pki:
     pair = lambda stem: CertPair(directory / f"{stem}.crt", directory / f"{stem}.key")  # noqa: E731
     return Pki(
         pair("ca"), pair("apiserver"), pair("admin"), pair("controller-manager"), pair("scheduler"),
-        directory / "sa.key", directory / "sa.pub",
+        pair("kubelet-client"), directory / "sa.key", directory / "sa.pub",
     )
