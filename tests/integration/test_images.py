@@ -1,0 +1,125 @@
+"""The local node's images, really built with buildah (or reused from ~/.cache/serveplane/images) and run with podman.
+
+Slow on a fresh machine: a cold build of everything takes minutes (the Debian root filesystem, pip installing
+ray[serve], CoreDNS's Go build); a warm run only hashes the inputs. Needs root (rootful podman), buildah, podman,
+mmdebstrap and Go, which .ci/run installs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+import tomllib
+from collections.abc import Iterator
+
+import pytest
+
+from serveplane.localcluster import images
+from serveplane.localcluster.images import ImageArchive
+
+_TOOLS = ("buildah", "podman", "mmdebstrap", "go")
+
+pytestmark = [
+    pytest.mark.timeout(3600),
+    pytest.mark.skipif(os.geteuid() != 0, reason="building and running images needs root (rootful podman)"),
+    pytest.mark.skipif(not all(shutil.which(t) for t in _TOOLS), reason=f"needs {', '.join(_TOOLS)}"),
+]
+
+
+@pytest.fixture(scope="module")
+def archives() -> dict[str, ImageArchive]:
+    built = images.ensure_images()
+    return {archive.reference: archive for archive in built}
+
+
+def podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], env=images.engine_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def run(image: str, *command: str) -> str:
+    """`podman run --rm` without a network (the checks need none, and no bridge or iptables rule is made)."""
+    result = podman("run", "--rm", "--network", "none", image, *command)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_every_node_image_is_a_docker_archive_carrying_its_name(archives: dict[str, ImageArchive]) -> None:
+    assert set(archives) == {images.spec(name).reference for name in images.NODE_IMAGES}
+    for reference, archive in archives.items():
+        assert archive.path.is_file()
+        assert archive.path.parent.name == archive.key
+        with tarfile.open(archive.path) as tar:
+            member = tar.extractfile("manifest.json")
+            assert member is not None
+            (entry,) = json.load(member)
+        assert entry["RepoTags"] == [reference]
+
+
+def test_a_second_call_reuses_the_archives(archives: dict[str, ImageArchive]) -> None:
+    started = time.monotonic()
+    again = images.ensure_images()
+    assert time.monotonic() - started < 10
+    assert {a.reference: a for a in again} == archives
+
+
+def test_the_operator_image_runs_serveplane_as_uid_10001(archives: dict[str, ImageArchive]) -> None:
+    out = run("docker.io/serveplane/operator:0.1.0", "sh", "-c", "id -u && id -g && serveplane --help")
+    uid, gid, *help_lines = out.splitlines()
+    assert (uid, gid) == ("10001", "10001")
+    assert help_lines[0].startswith("usage: serveplane")
+    # No Ray in the operator image (the import contract's runtime counterpart).
+    out = run("docker.io/serveplane/operator:0.1.0", "python", "-c",
+              "import importlib.util, serveplane.operator; print(importlib.util.find_spec('ray'))")
+    assert out.strip() == "None"
+
+
+def test_the_runtime_image_imports_ray_and_the_runtime_as_uid_1000(archives: dict[str, ImageArchive]) -> None:
+    pins = tomllib.loads((images.repo_root() / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    (ray_pin,) = [dep for dep in pins["runtime"] if dep.startswith("ray[serve]==")]
+    out = run(
+        "docker.io/serveplane/runtime:0.1.0", "python", "-c",
+        "import os, ray, ray.serve, serveplane.runtime, serveplane.examples;"
+        "print(os.getuid(), os.getgid(), os.getcwd(), ray.__version__)",
+    )
+    assert out.split() == ["1000", "100", "/home/ray", ray_pin.removeprefix("ray[serve]==")]
+
+
+@pytest.fixture
+def pause_container() -> Iterator[str]:
+    name = f"serveplane-test-pause-{os.getpid()}"
+    yield name
+    podman("rm", "--force", "--ignore", name)
+
+
+def test_the_pause_image_sleeps_until_sigterm_and_exits_0(
+    archives: dict[str, ImageArchive], pause_container: str,
+) -> None:
+    proc = subprocess.Popen(
+        ["podman", "run", "--rm", "--network", "none", "--name", pause_container, images.SANDBOX],
+        env=images.engine_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while podman("container", "inspect", "--format", "{{.State.Running}}", pause_container).stdout.strip() \
+                != "true":
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the pause container did not start"
+            time.sleep(0.2)
+        time.sleep(1)
+        assert proc.poll() is None, "pause exited on its own"
+        assert podman("kill", "--signal", "TERM", pause_container).returncode == 0
+        assert proc.wait(timeout=30) == 0, proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_coredns_image_runs_coredns(archives: dict[str, ImageArchive]) -> None:
+    out = run(images.COREDNS, "-version")
+    assert out.startswith(f"CoreDNS-{images.spec('coredns').tag.removeprefix('v')}")
