@@ -14,10 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The control plane and helm, built from Go modules once and cached by source hash (a cold build takes ~20 min
-# on 2 cores; a cached one is found in a second). Built up front so no test's timeout has to cover it.
+# The control plane, the node binary (kubelet, kube-proxy), CoreDNS and helm, built from Go modules once and cached
+# by source hash (a cold build takes ~20 min on 2 cores; a cached one is found in a second). Built up front so no
+# test's timeout has to cover it.
 binaries: $(STAMP)
-	$(BIN)/python -m serveplane.localcluster.build
+	$(BIN)/python -m serveplane.localcluster.build --all
 	$(BIN)/python -m serveplane.localcluster.helm
 
 # The local trial: a real control plane, the node runner, the operator, real Ray and the examples.

@@ -1,14 +1,18 @@
-"""Build, or reuse from the cache, the multi-call control-plane binary.
+"""Build, or reuse from the cache, the Kubernetes binaries the local cluster runs.
 
 The Go module in ``e2e/cluster`` compiles etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler and kubectl into one binary. A cold
-build takes many minutes on a small machine, so the result is cached under
-``~/.cache/serveplane/cluster/<sha256 of the module's sources>/`` and reused by
-every later run (developers and CI on the same machine alike).
+kube-controller-manager, kube-scheduler and kubectl into one multi-call binary,
+and, from its ``node/`` package, kubelet and kube-proxy into a second one (the
+same go.mod, so the same Kubernetes version). ``e2e/dns`` builds CoreDNS with
+the plugins a cluster DNS needs. A cold build takes many minutes on a small
+machine, so each result is cached under
+``~/.cache/serveplane/<kind>/<sha256 of its sources>/`` and reused by every
+later run (developers and CI on the same machine alike).
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import hashlib
 import os
@@ -20,16 +24,21 @@ import time
 from pathlib import Path
 
 BINARY_NAME = "serveplane-cluster"
+NODE_BINARY_NAME = "serveplane-node"
+DNS_BINARY_NAME = "coredns"
+
+# The node binary's main package, inside the control plane's module.
+_NODE_PACKAGE = "./node"
 
 # Both packages carry their own copy of the version variables: the first feeds
 # the servers' /version, the second kubectl's client version.
 _VERSION_PACKAGES = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
 
 
-def cache_root() -> Path:
-    """Where built binaries live: outside the repo, so fresh clones reuse them."""
+def cache_root(kind: str = "cluster") -> Path:
+    """Where built binaries of `kind` live: outside the repo, so fresh clones reuse them."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "serveplane" / "cluster"
+    return Path(base) / "serveplane" / kind
 
 
 def source_dir() -> Path:
@@ -37,15 +46,32 @@ def source_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "cluster"
 
 
-def source_hash(src: Path | None = None) -> str:
-    """sha256 over go.sum, go.mod and every *.go file (name and content)."""
+def dns_source_dir() -> Path:
+    """The CoreDNS module (its own, so the cluster module does not carry CoreDNS's dependencies)."""
+    return Path(__file__).resolve().parent.parent / "dns"
+
+
+def source_hash(src: Path | None = None, patterns: tuple[str, ...] = ("*.go",)) -> str:
+    """sha256 over go.sum, go.mod and the files `patterns` glob in `src` (relative name and content).
+
+    The default globs only the module's top-level *.go, which is what the
+    control plane's main package is made of; the node binary passes
+    ``("node/*.go",)`` so editing one binary's main never rebuilds the other.
+    """
     src = src or source_dir()
     digest = hashlib.sha256()
-    files = [src / "go.sum", src / "go.mod"] + sorted(src.glob("*.go"))
-    for path in files:
-        digest.update(path.name.encode() + b"\0")
+    globbed = sorted({path for pattern in patterns for path in src.glob(pattern)})
+    for path in [src / "go.sum", src / "go.mod", *globbed]:
+        # The relative name equals the bare file name for top-level files, so
+        # keys made before patterns existed stay valid.
+        digest.update(path.relative_to(src).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def node_source_hash(src: Path | None = None) -> str:
+    """The node binary's cache key: the shared go.mod/go.sum and node/*.go."""
+    return source_hash(src, patterns=(f"{_NODE_PACKAGE.removeprefix('./')}/*.go",))
 
 
 def kubernetes_version(src: Path | None = None) -> str:
@@ -71,8 +97,34 @@ def ldflags(version: str) -> str:
     return " ".join(flags)
 
 
+def coredns_version(src: Path | None = None) -> str:
+    """The github.com/coredns/coredns version that e2e/dns/go.mod requires, e.g. ``v1.15.0``."""
+    text = ((src or dns_source_dir()) / "go.mod").read_text()
+    match = re.search(r"^\s*(?:require\s+)?github\.com/coredns/coredns\s+(v\d+\.\d+\.\d+\S*)", text, re.MULTILINE)
+    if not match:
+        raise RuntimeError("e2e/dns/go.mod does not require github.com/coredns/coredns")
+    return match.group(1)
+
+
+def dns_ldflags(version: str) -> str:
+    """CoreDNS's Makefile stamps only coremain.GitCommit (`-version` prints it after the Go version).
+
+    A build from the module has no git checkout, so the module version stands
+    in for the commit; CoreDNS's own version string is a constant in its code.
+    """
+    return f"-s -w -X github.com/coredns/coredns/coremain.GitCommit={version}"
+
+
 def cached_binary_path(src: Path | None = None) -> Path:
     return cache_root() / source_hash(src) / BINARY_NAME
+
+
+def cached_node_binary_path(src: Path | None = None) -> Path:
+    return cache_root("node") / node_source_hash(src) / NODE_BINARY_NAME
+
+
+def cached_dns_binary_path(src: Path | None = None) -> Path:
+    return cache_root("dns") / source_hash(src or dns_source_dir()) / DNS_BINARY_NAME
 
 
 def _log(msg: str) -> None:
@@ -89,17 +141,55 @@ def ensure_binary() -> Path:
     if override:
         return Path(override)
 
-    src = source_dir()
-    if not (src / "go.mod").is_file():
-        raise RuntimeError(
-            f"{src} not found: building the control plane needs a source checkout of serveplane "
-            "(or set SERVEPLANE_CLUSTER_BINARY to a prebuilt binary)"
-        )
+    src = _checkout(source_dir(), "the control plane", "SERVEPLANE_CLUSTER_BINARY")
     version = kubernetes_version(src)
     return go_build_cached(
         what=f"the Kubernetes {version} control plane", src=src, target=cached_binary_path(src),
         ldflags=ldflags(version), package=".",
     )
+
+
+def ensure_node_binary() -> Path:
+    """Return the kubelet/kube-proxy multi-call binary, building it first if it is not cached.
+
+    It is run as ``serveplane-node kubelet ...`` or ``serveplane-node kube-proxy ...``
+    (or through a symlink of either name). ``SERVEPLANE_NODE_BINARY`` points at
+    a prebuilt binary and skips the build.
+    """
+    override = os.environ.get("SERVEPLANE_NODE_BINARY")
+    if override:
+        return Path(override)
+    src = _checkout(source_dir(), "the node components", "SERVEPLANE_NODE_BINARY")
+    version = kubernetes_version(src)
+    return go_build_cached(
+        what=f"the Kubernetes {version} kubelet and kube-proxy", src=src, target=cached_node_binary_path(src),
+        ldflags=ldflags(version), package=_NODE_PACKAGE,
+    )
+
+
+def ensure_dns_binary() -> Path:
+    """Return the CoreDNS binary, building it first if it is not cached.
+
+    ``SERVEPLANE_DNS_BINARY`` points at a prebuilt coredns and skips the build.
+    """
+    override = os.environ.get("SERVEPLANE_DNS_BINARY")
+    if override:
+        return Path(override)
+    src = _checkout(dns_source_dir(), "CoreDNS", "SERVEPLANE_DNS_BINARY")
+    version = coredns_version(src)
+    return go_build_cached(
+        what=f"CoreDNS {version}", src=src, target=cached_dns_binary_path(src),
+        ldflags=dns_ldflags(version), package=".",
+    )
+
+
+def _checkout(src: Path, what: str, override_env: str) -> Path:
+    if not (src / "go.mod").is_file():
+        raise RuntimeError(
+            f"{src} not found: building {what} needs a source checkout of serveplane "
+            f"(or set {override_env} to a prebuilt binary)"
+        )
+    return src
 
 
 def go_build_cached(*, what: str, src: Path, target: Path, ldflags: str, package: str) -> Path:
@@ -136,6 +226,17 @@ def _build(what: str, src: Path, target: Path, flags: str, package: str) -> None
     _log(f"built {what} in {time.monotonic() - started:.0f}s")
 
 
+def main(argv: list[str] | None = None) -> None:
+    """`python -m serveplane.localcluster.build` prebuilds (e.g. in CI) and prints the control plane's path;
+    with ``--all`` it builds the node and DNS binaries too and prints one path a line."""
+    parser = argparse.ArgumentParser(prog="python -m serveplane.localcluster.build", description=main.__doc__)
+    parser.add_argument("--all", action="store_true", help="also build kubelet/kube-proxy and CoreDNS")
+    args = parser.parse_args(argv)
+    builders = [ensure_binary, ensure_node_binary, ensure_dns_binary] if args.all else [ensure_binary]
+    for build in builders:
+        # Printed as each finishes, so a later failure still leaves the earlier paths on stdout.
+        print(build(), flush=True)
+
+
 if __name__ == "__main__":
-    # `python -m serveplane.localcluster.build` prebuilds (e.g. in CI) and prints the path.
-    print(ensure_binary())
+    main()
