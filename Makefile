@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test unit lint install binaries crds bench bench-scale
+.PHONY: up down test unit lint install host binaries crds bench bench-scale
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,16 +14,23 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The Debian packages of the real node and of its image builds, when missing.
+host:
+	bash e2e/host-packages.sh
+
 # The control plane, the node binary (kubelet, kube-proxy), CoreDNS and helm, built from Go modules once and cached
 # by source hash (a cold build takes ~20 min on 2 cores; a cached one is found in a second). Built up front so no
 # test's timeout has to cover it.
-binaries: $(STAMP)
+# The images of the real node (e2e/images, helm/Dockerfile.*), cached by a hash of their inputs, come last: the
+# CoreDNS image packages the binary built before it.
+binaries: $(STAMP) host
 	$(BIN)/python -m serveplane.localcluster.build --all
 	$(BIN)/python -m serveplane.localcluster.helm
+	$(BIN)/python -m serveplane.localcluster.images
 
-# The local trial: a real control plane, the node runner, the operator, real Ray and the examples.
-up: $(STAMP)
-	$(BIN)/python -m serveplane.localcluster.build
+# The local trial: a real control plane and node (containerd, kubelet, kube-proxy, CoreDNS), the images built from
+# helm/Dockerfile.*, the operator installed by its chart, real Ray and the examples.
+up: binaries
 	$(BIN)/serveplane dev up
 
 down: $(STAMP)

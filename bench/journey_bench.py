@@ -1,4 +1,5 @@
-"""The figures the README quotes, measured on the local trial stack (run by hand, as root; takes minutes).
+"""The figures the README quotes, measured on the local trial stack (run by hand, as root; takes minutes): the
+control plane, the real node, and the operator installed by its chart, as `make up` runs them.
 
 apply -> Ready of the examples, the latency of an in-place args update (median of 5), and the resident memory
 of the operator and of the node agents (the `python -m serveplane.runtime` process of each Ray pod).
@@ -14,9 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from serveplane.localcluster.controlplane import ControlPlane
-from serveplane.localcluster.noderunner.launcher import NodeRunnerProcess
-from serveplane.localcluster.operatorproc import OperatorProcess, install
+from serveplane.localcluster.incluster import ChartOperator
+from serveplane.localcluster.stack import Stack
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -46,36 +46,39 @@ def greeting(ip: str) -> str:
 
 
 def main() -> None:
-    work = Path(tempfile.mkdtemp(prefix="serveplane-bench-"))
-    with ControlPlane() as cp, NodeRunnerProcess(cp.kubeconfig, ["node-1"], work / "runner"):
-        install(cp)
-        with OperatorProcess(cp, work / "operator") as operator:
+    with Stack(Path(tempfile.mkdtemp(prefix="serveplane-bench-"))) as stack:
+        cp = stack.cp
+        assert stack.node is not None
+        operator = ChartOperator(cp, stack.node)
+        start = time.monotonic()
+        for name in ("cluster.yaml", "hello.yaml", "composed.yaml"):
+            cp.kubectl("apply", "-n", "default", "-f", str(EXAMPLES / name))
+        cp.kubectl(
+            "wait", "-n", "default", "--for=condition=Ready", "--timeout=600s",
+            "scl/demo", "sapp/hello", "sapp/composed",
+        )
+        print(f"apply -> Ready: {time.monotonic() - start:.1f} s")
+        ip = json.loads(cp.kubectl("get", "pod", "demo-head", "-n", "default", "-o", "json").stdout)["status"]["podIP"]
+        doc = yaml.safe_load((EXAMPLES / "hello.yaml").read_text())
+        samples = []
+        for round_ in range(5):
+            doc["spec"]["args"]["greeting"] = f"round {round_}"
             start = time.monotonic()
-            for name in ("cluster.yaml", "hello.yaml", "composed.yaml"):
-                cp.kubectl("apply", "-f", str(EXAMPLES / name))
-            cp.kubectl("wait", "--for=condition=Ready", "--timeout=600s", "scl/demo", "sapp/hello", "sapp/composed")
-            print(f"apply -> Ready: {time.monotonic() - start:.1f} s")
-            ip = json.loads(cp.kubectl("get", "pod", "demo-head", "-o", "json").stdout)["status"]["podIP"]
-            doc = yaml.safe_load((EXAMPLES / "hello.yaml").read_text())
-            samples = []
-            for round_ in range(5):
-                doc["spec"]["args"]["greeting"] = f"round {round_}"
-                start = time.monotonic()
-                cp.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
-                while True:
-                    try:
-                        if greeting(ip) == f"round {round_}":
-                            break
-                    except OSError:
-                        pass
-                    time.sleep(0.1)
-                samples.append(time.monotonic() - start)
-            print(f"args update -> answering: median {statistics.median(samples):.1f} s over {len(samples)}")
-            print(f"operator RSS: {rss_mib(operator.pid or 0):.0f} MiB")
-            agents = [rss_mib(pid) for pid in agent_pids()]
-            print(f"node agent RSS: median {statistics.median(agents):.0f} MiB over {len(agents)} pods")
-            cp.kubectl("delete", "scl/demo", "sapp/hello", "sapp/composed", "--wait=false")
-            time.sleep(15)
+            cp.kubectl("apply", "-n", "default", "-f", "-", input=yaml.safe_dump(doc))
+            while True:
+                try:
+                    if greeting(ip) == f"round {round_}":
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.1)
+            samples.append(time.monotonic() - start)
+        print(f"args update -> answering: median {statistics.median(samples):.1f} s over {len(samples)}")
+        leader = operator.leader_name()
+        assert leader is not None
+        print(f"operator (leader) RSS: {rss_mib(operator.host_pid(leader)):.0f} MiB")
+        agents = [rss_mib(pid) for pid in agent_pids()]
+        print(f"node agent RSS: median {statistics.median(agents):.0f} MiB over {len(agents)} pods")
 
 
 if __name__ == "__main__":

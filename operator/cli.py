@@ -102,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
     ren.add_argument("files", nargs="+")
     ren.set_defaults(func=_render)
     dev = sub.add_parser(
-        "dev", help="the local trial: up (control plane, node runner, operator, Ray, examples), down, kubectl ARGS..."
+        "dev", help="the local trial: up (control plane, a real node, the chart, Ray, examples), down, kubectl ARGS..."
     )
     # Also accepted before the action (`dev --control-plane-only up`), the order that used to be the only one working.
     dev.add_argument("--control-plane-only", action="store_true", help=argparse.SUPPRESS)

@@ -123,15 +123,9 @@ class Node:
         return result
 
     def _import_images(self) -> None:
+        # The archives carry fully qualified names (docker.io/...), which is what a pod's short name resolves to.
         for archive in self.images:
             self.ctr("images", "import", str(archive))
-        # podman names an image it built "localhost/<name>"; a pod's "<name>" means "docker.io/<name>".
-        names = self.ctr("images", "list", "--quiet").stdout.split()
-        for name in names:
-            if name.startswith("localhost/"):
-                alias = "docker.io/" + name.removeprefix("localhost/")
-                if alias not in names:
-                    self.ctr("images", "tag", name, alias)
 
     def _certificate(self, stem: str, common_name: str, *organizations: str) -> pki.CertPair:
         return pki.issue(

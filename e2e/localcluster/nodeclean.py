@@ -65,14 +65,14 @@ def capture() -> HostState:
     return HostState(nft_tables=_nft_tables(), netns=_netns(), sysctls=values)
 
 
-def _cmdline(pid: int) -> str:
+def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
 
 
-def _in_kubepods(pid: int) -> bool:
+def in_kubepods(pid: int) -> bool:
     try:
         return "/kubepods" in Path(f"/proc/{pid}/cgroup").read_text()
     except OSError:
@@ -92,7 +92,7 @@ def node_processes(layout: NodeLayout) -> list[int]:
                 continue
         except OSError:
             continue
-        if mine in _cmdline(pid) or _in_kubepods(pid):
+        if mine in cmdline(pid) or in_kubepods(pid):
             pids.append(pid)
     return pids
 
@@ -125,7 +125,7 @@ def _bridge_exists() -> bool:
 
 def leftovers(layout: NodeLayout, before: HostState) -> list[str]:
     """What the node changed that is still there: empty once `clean` (or `Node.stop`) has run."""
-    out = [f"process {pid}: {_cmdline(pid)[:160]}" for pid in node_processes(layout)]
+    out = [f"process {pid}: {cmdline(pid)[:160]}" for pid in node_processes(layout)]
     out += [f"mount {point}" for point in _mounts(layout, before)]
     out += [f"netns {ns}" for ns in _netns() if ns not in before.netns]
     tops = {p for p in _kubepods_cgroups() if p.name == "kubepods"}

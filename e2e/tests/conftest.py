@@ -1,51 +1,38 @@
-"""The e2e world: the local control plane, a node runner that runs pods as real processes, and the operator
-running as its own ServiceAccount. Everything is stopped at the end, and nothing may be left running."""
+"""The e2e world: `serveplane dev up` as a user runs it (control plane, a real node with containerd, kubelet,
+kube-proxy and CoreDNS, serveplane installed by its chart, the examples Ready), shared by every e2e test, and
+`serveplane dev down` at the end, after which nothing of the node may be left on the machine."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+import json
+import os
+from collections.abc import Iterator
 
 import pytest
+from trialkit import Trial, serveplane
 
-from serveplane.localcluster.controlplane import ControlPlane
-from serveplane.localcluster.noderunner.launcher import NodeRunnerProcess
-from serveplane.localcluster.noderunner.procs import marked_pids
-from serveplane.localcluster.operatorproc import OperatorProcess, election_env, install
-
-
-def pod_processes(instance: int) -> list[str]:
-    """Command lines of live processes started for pods by node runner `instance`.
-
-    The runner marks every container's environment, and Ray's own processes (raylet, GCS, workers, Serve
-    replicas) inherit it, so this finds them all, however they were spawned.
-    """
-    lines = []
-    for pid in marked_pids(f"{instance}/"):
-        try:
-            lines.append(f"{pid} " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
-        except OSError:
-            continue
-    return lines
+from serveplane.localcluster import nodeclean
+from serveplane.localcluster.nodeconfig import NodeLayout
+from serveplane.localcluster.stack import Stack
 
 
 @pytest.fixture(scope="session")
-def leftovers() -> Callable[[int], list[str]]:
-    return pod_processes
-
-
-@pytest.fixture(scope="session")
-def noderunner(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeRunnerProcess]:
-    runner = NodeRunnerProcess(controlplane.kubeconfig, ["node-1"], tmp_path_factory.mktemp("noderunner"))
-    with runner:
-        yield runner
-    left = pod_processes(int(runner.info["instance"]))
-    assert not left, "processes outlived the node runner:\n" + "\n".join(left)
-
-
-@pytest.fixture(scope="session")
-def operator_process(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    install(controlplane)
-    # Under leader election, as the chart runs it: the journey kills this leader and lets standbys take over.
-    with OperatorProcess(controlplane, tmp_path_factory.mktemp("e2e-operator"), env=election_env("operator-a")) as proc:
-        yield proc
-    proc.assert_clean()
+def trial(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Trial]:
+    state = tmp_path_factory.mktemp("trial") / "dev"
+    env = {**os.environ, "SERVEPLANE_DEV_STATE_DIR": str(state)}
+    up = serveplane(env, "dev", "up")
+    # Each set-up step's time, for the CI log (past pytest's capture).
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    for line in up.stderr.splitlines():
+        if line.startswith("[serveplane.localcluster]") or line.startswith("dev up took"):
+            reporter.write_line(line)
+    node_state = state / "node" / "node.json"
+    before = json.loads(node_state.read_text())["before"] if node_state.exists() else None
+    try:
+        assert up.returncode == 0, f"dev up failed:\n{up.stderr[-5000:]}"
+        yield Trial(up, Stack.attach(state), env)
+    finally:
+        down = serveplane(env, "dev", "down", timeout=300)
+        assert down.returncode == 0, down.stderr[-3000:]
+        if before is not None:
+            left = nodeclean.leftovers(NodeLayout(state / "node"), nodeclean.HostState.from_json(before))
+            assert not left, "dev down left these behind:\n" + "\n".join(left)

@@ -196,8 +196,7 @@ def namespace(controlplane: ControlPlane, request: pytest.FixtureRequest) -> Ite
     name = "t-" + request.node.name.lower().replace("_", "-").replace("[", "-").replace("]", "")[5:45].strip("-")
     controlplane.kubectl("create", "namespace", name)
     yield name
-    # No kubelet confirms pod deletions here: finish them, so the namespace really goes and a later suite's
-    # node runner does not inherit these pods.
+    # No kubelet confirms pod deletions here: finish them, so the namespace really goes.
     controlplane.kubectl("delete", "scl", "--all", "-n", name, "--wait=false")
     controlplane.kubectl("delete", "pods", "--all", "-n", name, "--grace-period=0", "--force")
     controlplane.kubectl("delete", "namespace", name, "--wait=false")
