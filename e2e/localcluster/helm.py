@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 
 from .build import cache_root as _cluster_cache_root
 from .build import go_build_cached, source_hash
+from .controlplane import ControlPlane
 
 BINARY_NAME = "helm"
 PACKAGE = "helm.sh/helm/v3/cmd/helm"
@@ -69,6 +71,27 @@ def ensure_helm() -> Path:
     return go_build_cached(
         what="helm", src=src, target=cached_binary_path(src), ldflags=ldflags(src), package=PACKAGE
     )
+
+
+class Helm:
+    """The helm binary with its own config, cache and data dirs, talking to the control plane as admin."""
+
+    def __init__(self, cp: ControlPlane, home: Path) -> None:
+        self.binary = ensure_helm()
+        self.env = dict(
+            os.environ,
+            KUBECONFIG=str(cp.kubeconfig),
+            HELM_CONFIG_HOME=str(home / "config"),
+            HELM_CACHE_HOME=str(home / "cache"),
+            HELM_DATA_HOME=str(home / "data"),
+        )
+
+    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.binary), *args]
+        result = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=600)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{argv} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
 
 
 if __name__ == "__main__":

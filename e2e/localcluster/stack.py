@@ -8,7 +8,6 @@ chart's Deployment, from the image built from helm/Dockerfile.operator.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from typing import TypeVar
 
 from . import dns, images
 from .controlplane import ControlPlane
-from .helm import ensure_helm
+from .helm import Helm
 from .node import Node, primary_address
 from .operatorproc import NAMESPACE, REPO
 
@@ -36,27 +35,6 @@ def timed(what: str, run: Callable[[], T]) -> T:
     result = run()
     _say(f"{what}: {time.monotonic() - started:.1f} s")
     return result
-
-
-class Helm:
-    """The helm binary (built from its Go module) with its own config, cache and data dirs."""
-
-    def __init__(self, cp: ControlPlane, home: Path) -> None:
-        self.cp = cp
-        self.binary = ensure_helm()
-        self.env = dict(
-            os.environ,
-            KUBECONFIG=str(cp.kubeconfig),
-            HELM_CONFIG_HOME=str(home / "config"),
-            HELM_CACHE_HOME=str(home / "cache"),
-            HELM_DATA_HOME=str(home / "data"),
-        )
-
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([str(self.binary), *args], env=self.env, capture_output=True, text=True)
-        if check and result.returncode != 0:
-            raise RuntimeError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-        return result
 
 
 class Stack:

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from serveplane.localcluster import helm as localhelm
 from serveplane.localcluster.controlplane import ControlPlane
-from serveplane.localcluster.helm import ensure_helm
 from serveplane.localcluster.operatorproc import CRDS_DIR, RULES_FILE
 from serveplane.localcluster.processes import free_port
 from serveplane.localcluster.testkit import condition, wait_for
@@ -60,25 +60,7 @@ MONITORING_CRDS = [
 
 
 
-class Helm:
-    """The helm binary with its own config/cache/data dirs, talking to the control plane as admin."""
-
-    def __init__(self, binary: Path, home: Path, cp: ControlPlane) -> None:
-        self.binary, self.cp = binary, cp
-        self.env = {
-            **os.environ,
-            "HELM_CACHE_HOME": str(home / "cache"),
-            "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data"),
-        }
-
-    def __call__(self, *args: str, check: bool = True, cluster: bool = False) -> subprocess.CompletedProcess:
-        argv = [str(self.binary), *args] + ([f"--kubeconfig={self.cp.kubeconfig}"] if cluster else [])
-        result = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=300)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{argv} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-        return result
-
+class Helm(localhelm.Helm):
     def template(self, *values: str, namespace: str = "serveplane-system") -> list[dict[str, Any]]:
         out = self("template", RELEASE, str(CHART), "--namespace", namespace, *values).stdout
         return [doc for doc in yaml.safe_load_all(out) if doc]
@@ -86,7 +68,7 @@ class Helm:
 
 @pytest.fixture(scope="module")
 def helm(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    return Helm(ensure_helm(), tmp_path_factory.mktemp("helm-home"), controlplane)
+    return Helm(controlplane, tmp_path_factory.mktemp("helm-home"))
 
 
 @pytest.fixture(scope="module")
@@ -380,12 +362,12 @@ BAD_VALUES = {
 @pytest.mark.parametrize("case", sorted(BAD_VALUES))
 def test_bad_values_fail_helm_install_naming_the_value(helm: Helm, case: str) -> None:
     args, messages = BAD_VALUES[case]
-    result = helm("install", "bad", str(CHART), "--namespace", "default", *args, check=False, cluster=True)
+    result = helm("install", "bad", str(CHART), "--namespace", "default", *args, check=False)
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
     for message in messages:
         assert message in result.stderr, result.stderr
-    assert "bad" not in helm("list", "--all-namespaces", "-q", cluster=True).stdout.split()
+    assert "bad" not in helm("list", "--all-namespaces", "-q").stdout.split()
 
 
 BAD_COMBINATIONS = {
@@ -486,7 +468,7 @@ def test_install_run_the_operator_as_the_release_and_uninstall(
     # A rayImage of its own, so the pods show that the release's setting reached the operator.
     values = ["--set", "rayImage.repository=registry.example.com/serveplane/runtime"]
     values += ["--set", f"watchNamespaces={{{apps_ns}}}"] if scope == "namespaced" else []
-    out = helm("install", RELEASE, str(CHART), "--namespace", release_ns, *values, cluster=True).stdout
+    out = helm("install", RELEASE, str(CHART), "--namespace", release_ns, *values).stdout
     assert "STATUS: deployed" in out
     try:
         # The chart's CRDs are served (installed by this release or already there: Helm never replaces them).
@@ -539,8 +521,7 @@ def test_install_run_the_operator_as_the_release_and_uninstall(
         operator.assert_clean()
         cp.kubectl("delete", "scl", "demo", "bare", "-n", apps_ns, "--wait=false")
     finally:
-        result = helm("uninstall", RELEASE, "--namespace", release_ns, "--wait", "--timeout=120s", check=False,
-                      cluster=True)
+        result = helm("uninstall", RELEASE, "--namespace", release_ns, "--wait", "--timeout=120s", check=False)
     assert result.returncode == 0, result.stderr
     for kind, name in RELEASE_OBJECTS:
         assert get(cp, kind, name, release_ns) is None, f"{kind}/{name} survived helm uninstall"
