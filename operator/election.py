@@ -120,6 +120,10 @@ class LeaderElector:
         self.api = api
         self.config = config
         self.is_leader = False
+        # Until when (monotonic) no standby can have taken the lease, counted from when the last successful
+        # acquire or renewal was sent: after it, this process must not act, even before `hold` has noticed
+        # (a process paused by the kernel, a stop-the-world stall).
+        self.holds_until = 0.0
         self._lease: Obj | None = None
         self._seen: tuple[Any, ...] | None = None
         self._seen_at = 0.0
@@ -176,8 +180,10 @@ class LeaderElector:
     async def acquire(self) -> None:
         """Return once this process holds the lease."""
         while True:
+            sent_at = time.monotonic()
             try:
                 if await asyncio.wait_for(self._try(), timeout=self.config.lease_duration_s):
+                    self.holds_until = self._safe_until(sent_at)
                     self.is_leader = True
                     log.info(
                         "leader election: %s holds lease %s/%s",
@@ -189,6 +195,13 @@ class LeaderElector:
             except Exception as error:  # any failure is retried; the lease decides who leads
                 log.warning("leader election: acquiring the lease failed: %r", error)
             await asyncio.sleep(self.config.retry_period_s)
+
+    def _safe_until(self, sent_at: float) -> float:
+        return sent_at + self.config.lease_duration_s - self.config.retry_period_s
+
+    def holding(self) -> bool:
+        """Whether this process may act as the leader right now."""
+        return self.is_leader and time.monotonic() < self.holds_until
 
     async def hold(self) -> None:
         """Renew while holding; return when the lease is lost: taken by another, or not renewed in time.
@@ -205,6 +218,7 @@ class LeaderElector:
             try:
                 if await asyncio.wait_for(self._try(), timeout=max(deadline - sent_at, 0.01)):
                     renewed_sent_at = sent_at
+                    self.holds_until = self._safe_until(sent_at)
                     continue
                 holder = ((self._lease or {}).get("spec") or {}).get("holderIdentity")
                 if holder not in (None, "", cfg.identity):

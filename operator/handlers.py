@@ -62,6 +62,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         loops.leading()
     else:
         elector = election.LeaderElector(api=kube, config=lease)
+        loops.may_act = elector.holding
         memo["elector"] = elector
         memo["election_task"] = asyncio.create_task(_lead(elector, loops), name="serveplane:leader-election")
 

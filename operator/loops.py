@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from . import metrics
 from .cache import Key, Store
@@ -38,6 +38,9 @@ class ClusterLoops:
         self._synced = False
         self._leading = False
         self._wakers: dict[Key, asyncio.Event] = {}
+        # Under leader election, whether the lease still covers this moment (LeaderElector.holding): a leader
+        # whose renewal is overdue (the process was paused, say) must not write, whatever its loops still think.
+        self.may_act: Callable[[], bool] = lambda: True
         self._tasks: dict[Key, asyncio.Task[None]] = {}
 
     @property
@@ -80,6 +83,10 @@ class ClusterLoops:
         try:
             snap = await observe(self.store, self.dashboards, key, memory.rejection)
             plan = plan_round(snap, image=self.settings.default_image)
+            if not self.may_act():
+                log.warning("reconcile of %s/%s skipped: the lease is not known to be held now", *key)
+                result = "skipped"
+                return True, False, False
             if plan.config_hash is not None:
                 memory.composed_since.setdefault(plan.config_hash, time.monotonic())
             submitted = await self.executor.run(key, plan.actions, memory)
