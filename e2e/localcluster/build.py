@@ -234,8 +234,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     builders = [ensure_binary, ensure_node_binary, ensure_dns_binary] if args.all else [ensure_binary]
     for build in builders:
-        # Printed as each finishes, so a later failure still leaves the earlier paths on stdout.
-        print(build(), flush=True)
+        started = time.monotonic()
+        path = build()
+        # Printed as each finishes, so a later failure still leaves the earlier paths on stdout; the time is
+        # for the set-up log (a cached binary takes a fraction of a second).
+        print(path, flush=True)
+        _log(f"{path.name}: {time.monotonic() - started:.1f} s (built, or found in the cache)")
 
 
 if __name__ == "__main__":

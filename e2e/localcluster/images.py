@@ -530,8 +530,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in names:
         if name not in {s.name for s in SPECS}:
             parser.error(f"no image named {name!r}")
+    started = time.monotonic()
     for archive in ensure_images(names or None):
         print(archive.path)
+    _log(f"images: {time.monotonic() - started:.1f} s (built, or found in the cache)")
     return 0
 
 

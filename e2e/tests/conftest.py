@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -21,10 +22,11 @@ def trial(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config)
     env = {**os.environ, "SERVEPLANE_DEV_STATE_DIR": str(state)}
     up = serveplane(env, "dev", "up")
     # Each set-up step's time, for the CI log (past pytest's capture).
-    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-    for line in up.stderr.splitlines():
-        if line.startswith("[serveplane.localcluster]") or line.startswith("dev up took"):
-            reporter.write_line(line)
+    with pytestconfig.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+        for line in up.stderr.splitlines():
+            if line.startswith("[serveplane.localcluster]") or line.startswith("dev up took"):
+                sys.stderr.write(f"\n{line}")
+        sys.stderr.write("\n")
     node_state = state / "node" / "node.json"
     before = json.loads(node_state.read_text())["before"] if node_state.exists() else None
     try:

@@ -14,6 +14,7 @@ import yaml
 from trialkit import Trial
 
 from serveplane.localcluster.operatorproc import NAMESPACE
+from serveplane.localcluster.testkit import wait_for
 
 RUNTIME_IMAGE = "serveplane/runtime:0.1.0"
 
@@ -104,3 +105,39 @@ def test_the_operator_runs_from_its_chart_as_non_root_with_a_read_only_root(tria
     out = trial.cp.kubectl("exec", "-n", NAMESPACE, name, "--", "python", "-c", probe).stdout.split(maxsplit=1)
     assert out[0] == "10001"
     assert "Read-only file system" in out[1], out
+
+
+def test_the_kubelet_enforces_a_ray_pods_memory_limit(trial: Trial) -> None:
+    """A ServeCluster's `resources` reach the kernel: the head's limit is its cgroup's, and a process in the pod
+    that grows past it is OOM-killed while Ray's own processes stay up."""
+    cluster = {
+        "apiVersion": "serveplane.dev/v1alpha1",
+        "kind": "ServeCluster",
+        "metadata": {"name": "tight", "namespace": "default"},
+        "spec": {
+            "image": RUNTIME_IMAGE,
+            "head": {"resources": {"limits": {"memory": "2Gi"}}, "rayStartParams": {"num-cpus": "1"}},
+            "workerGroups": [],
+        },
+    }
+    cp = trial.cp
+    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump(cluster))
+    try:
+        wait_for(
+            "the limited head to be ready",
+            lambda: cp.kubectl("get", "pod", "tight-head", "-n", "default", "-o",
+                               "jsonpath={.status.containerStatuses[0].ready}", check=False).stdout == "true",
+            timeout=240,
+        )
+        pod = json.loads(cp.kubectl("get", "pod", "tight-head", "-n", "default", "-o", "json").stdout)
+        assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "2Gi"
+        limit = cp.kubectl("exec", "-n", "default", "tight-head", "--", "cat",
+                           "/sys/fs/cgroup/memory/memory.limit_in_bytes").stdout.strip()
+        assert int(limit) == 2 * 1024**3
+        grow = "x = bytearray(3 * 1024**3); x[::4096] = b'1' * len(x[::4096]); print('survived')"
+        result = cp.kubectl("exec", "-n", "default", "tight-head", "--", "python", "-c", grow, check=False)
+        assert result.returncode == 137 and "survived" not in result.stdout, (result.returncode, result.stderr)
+        status = cp.kubectl("exec", "-n", "default", "tight-head", "--", "ray", "status", check=False)
+        assert status.returncode == 0, "Ray itself must survive the OOM kill of the process that grew"
+    finally:
+        cp.kubectl("delete", "scl", "tight", "-n", "default", "--wait=false")
