@@ -533,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     for archive in ensure_images(names or None):
         print(archive.path)
-    _log(f"images: {time.monotonic() - started:.1f} s (built, or found in the cache)")
+    _log(f"{time.monotonic() - started:.1f} s in all (built, or found in the cache)")
     return 0
 
 
