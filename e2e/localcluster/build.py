@@ -74,13 +74,18 @@ def node_source_hash(src: Path | None = None) -> str:
     return source_hash(src, patterns=(f"{_NODE_PACKAGE.removeprefix('./')}/*.go",))
 
 
+def required_version(go_mod: Path, module: str) -> str:
+    """The version of `module` that the go.mod file requires, e.g. ``v1.37.2`` (a block or a one-line require)."""
+    text = go_mod.read_text()
+    match = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\d+\.\d+\.\d+\S*)", text, re.MULTILINE)
+    if not match:
+        raise RuntimeError(f"{go_mod} does not require {module}")
+    return match.group(1)
+
+
 def kubernetes_version(src: Path | None = None) -> str:
     """The k8s.io/kubernetes version that go.mod requires, e.g. ``v1.37.2``."""
-    text = ((src or source_dir()) / "go.mod").read_text()
-    match = re.search(r"^\s*k8s\.io/kubernetes\s+(v\d+\.\d+\.\d+\S*)", text, re.MULTILINE)
-    if not match:
-        raise RuntimeError("go.mod does not require k8s.io/kubernetes")
-    return match.group(1)
+    return required_version((src or source_dir()) / "go.mod", "k8s.io/kubernetes")
 
 
 def ldflags(version: str) -> str:
@@ -99,11 +104,7 @@ def ldflags(version: str) -> str:
 
 def coredns_version(src: Path | None = None) -> str:
     """The github.com/coredns/coredns version that e2e/dns/go.mod requires, e.g. ``v1.15.0``."""
-    text = ((src or dns_source_dir()) / "go.mod").read_text()
-    match = re.search(r"^\s*(?:require\s+)?github\.com/coredns/coredns\s+(v\d+\.\d+\.\d+\S*)", text, re.MULTILINE)
-    if not match:
-        raise RuntimeError("e2e/dns/go.mod does not require github.com/coredns/coredns")
-    return match.group(1)
+    return required_version((src or dns_source_dir()) / "go.mod", "github.com/coredns/coredns")
 
 
 def dns_ldflags(version: str) -> str:

@@ -209,7 +209,7 @@ class ControlPlane:
     def _ready_check(self, component: str) -> Callable[[], bool]:
         if component == "etcd":
             url = f"http://127.0.0.1:{self.ports['etcd-client']}/health"
-            return lambda: _http_ok(url)
+            return lambda: http_ok(url)
         if component == "kube-apiserver":
             return lambda: self.api.ok("/readyz")
         url = f"https://127.0.0.1:{self.ports[component]}/healthz"
@@ -385,7 +385,8 @@ def _bindable(port: int) -> bool:
     return True
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str) -> bool:
+    """An HTTP GET of `url` answers 200 (a health endpoint)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return resp.status == 200

@@ -9,12 +9,11 @@ CLI at exactly the versions its go.sum pins. As with the control plane (build.py
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from pathlib import Path
 
 from .build import cache_root as _cluster_cache_root
-from .build import go_build_cached, source_hash
+from .build import go_build_cached, required_version, source_hash
 from .controlplane import ControlPlane
 
 BINARY_NAME = "helm"
@@ -30,21 +29,14 @@ def source_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "helm"
 
 
-def _required(go_mod: str, module: str) -> str:
-    match = re.search(rf"^\s*{re.escape(module)}\s+(v\d+\.\d+\.\d+\S*)", go_mod, re.MULTILINE)
-    if not match:
-        raise RuntimeError(f"e2e/helm/go.mod does not require {module}")
-    return match.group(1)
-
-
 def ldflags(src: Path | None = None) -> str:
     """What Helm's own Makefile stamps: its version, and the Kubernetes version of its client-go.
 
     Without them `helm version` says v3.22 and `.Capabilities.KubeVersion` in `helm template` is v1.20.
     """
-    go_mod = ((src or source_dir()) / "go.mod").read_text()
-    version = _required(go_mod, "helm.sh/helm/v3")
-    client_go = _required(go_mod, "k8s.io/client-go")  # v0.37.0 -> Kubernetes 1.37
+    go_mod = (src or source_dir()) / "go.mod"
+    version = required_version(go_mod, "helm.sh/helm/v3")
+    client_go = required_version(go_mod, "k8s.io/client-go")  # v0.37.0 -> Kubernetes 1.37
     major, minor = str(int(client_go.lstrip("v").split(".")[0]) + 1), client_go.split(".")[1]
     flags = ["-s", "-w", f"-X helm.sh/helm/v3/internal/version.version={version}",
              "-X helm.sh/helm/v3/internal/version.gitTreeState=clean"]

@@ -15,13 +15,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import kubeconfig, nodeclean, pki, processes
 from .build import ensure_node_binary
-from .controlplane import ControlPlane
+from .controlplane import ControlPlane, http_ok
 from .nodeconfig import BRIDGE, NodeLayout, cni_conflist, containerd_toml, kubelet_yaml, kubeproxy_yaml
 
 PARTS = ("containerd", "kubelet", "kube-proxy")
@@ -196,7 +195,7 @@ class Node:
         )
         self._spawn("kube-proxy", ["kube-proxy", f"--config={self.layout.kubeproxy_config}"])
         url = f"http://127.0.0.1:{self.ports['proxy_healthz']}/healthz"
-        self._wait("kube-proxy", lambda: _http_ok(url))
+        self._wait("kube-proxy", lambda: http_ok(url))
 
     # -- processes ----------------------------------------------------------
 
@@ -277,11 +276,3 @@ class Node:
     @staticmethod
     def _log(msg: str) -> None:
         print(f"[serveplane.localcluster] {msg}", file=sys.stderr, flush=True)
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
