@@ -1,11 +1,13 @@
 """ServeCluster (short name `scl`): a Ray cluster, one pod per Ray node, running Serve's controller and proxies."""
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from . import quantity
 from .base import FREE_FORM, ApiModel, Condition, StatusModel, conditions_field, observed_generation_field, rules
 
 RESOURCES_FIELD_DOC = "Container resources (requests and limits) of each pod of this kind, as in a Pod spec."
@@ -33,7 +35,9 @@ def _resources_field() -> Any:
 def _ray_start_params_field() -> Any:
     return Field(
         default_factory=dict,
-        description="Extra `ray start` flags without the leading dashes, e.g. num-cpus: \"4\".",
+        description="Extra `ray start` flags without the leading dashes, e.g. num-cpus: \"4\". Unless set here, "
+        "num-cpus is the Ray container's cpu limit (else its request) rounded up, num-gpus the limit of its "
+        "resource named *gpu (nvidia.com/gpu), memory its memory limit in bytes.",
     )
 
 
@@ -45,32 +49,71 @@ def _env_field() -> Any:
     )
 
 
+def _check_quantities(resources: Any) -> Any:
+    """Refuse a quantity Kubernetes would refuse in the Pod, so the spec is reported invalid instead."""
+    for section in ("requests", "limits"):
+        values = (resources or {}).get(section) if isinstance(resources, dict) else resources
+        if not isinstance(values, dict | None):
+            raise ValueError(f"resources and resources.{section} must be maps")
+        for name, value in (values or {}).items():
+            try:
+                quantity.parse(value)
+            except ValueError as error:
+                raise ValueError(f"{section}.{name}: {error}") from None
+    return resources
+
+
+class PodTemplateMetadata(ApiModel):
+    labels: dict[str, str] | None = Field(
+        default=None,
+        description="Labels added to the pods. The operator's own labels win over these, and labels under "
+        "serveplane.dev/ are the operator's alone (ignored here): its watches and Services select on them.",
+    )
+    annotations: dict[str, str] | None = Field(default=None, description="Annotations added to the pods.")
+
+
+POD_TEMPLATE_SPEC_DOC = (
+    "Fields of a Pod spec merged into the operator's (nodeSelector, tolerations, affinity, priorityClassName, "
+    "serviceAccountName, volumes, initContainers, ...). Objects merge key by key, the template winning; "
+    "`tolerations` are appended; `volumes`, `initContainers` and sidecar `containers` merge by name (an entry "
+    "named like the operator's replaces it: `dshm` replaces the memory-backed /dev/shm); other lists and scalars "
+    "replace the operator's. A `containers` entry named `ray` merges into the Ray container instead of replacing "
+    "the list: `env` and `ports` by name, `volumeMounts` by mountPath (one at /dev/shm replaces the operator's), "
+    "objects key by key (resources, securityContext: the default drops all capabilities and privilege "
+    "escalation), probes and lifecycle whole; its name, command and args stay the operator's "
+    "(use rayStartParams)."
+)
+
+
+class PodTemplate(ApiModel):
+    metadata: PodTemplateMetadata | None = Field(default=None, description="Labels and annotations of the pods.")
+    spec: dict[str, Any] | None = Field(default=None, description=POD_TEMPLATE_SPEC_DOC, json_schema_extra=FREE_FORM)
+
+    @field_validator("spec")
+    @classmethod
+    def _ray_quantities(cls, spec: dict[str, Any] | None) -> dict[str, Any] | None:
+        # The Ray container's resources here also become `ray start` flags, so they are checked as the node's are.
+        containers = (spec or {}).get("containers")
+        for container in containers if isinstance(containers, list) else []:
+            if isinstance(container, dict) and container.get("name") == "ray":
+                _check_quantities(container.get("resources"))
+        return spec
+
+
+def _pod_template_field(pods: str) -> Any:
+    return Field(default=None, description=f"Overrides merged into {pods}; see its spec for the rules.")
+
+
 class HeadSpec(ApiModel):
     resources: dict[str, Any] | None = _resources_field()
     ray_start_params: dict[str, str] = _ray_start_params_field()
     env: list[dict[str, Any]] = _env_field()
-    pod_template: dict[str, Any] | None = Field(
-        default=None,
-        description="Overrides merged into the head pod: metadata (labels, annotations) and spec fields such as "
-        "nodeSelector, tolerations, affinity or serviceAccountName.",
-        json_schema_extra=FREE_FORM,
-    )
+    pod_template: PodTemplate | None = _pod_template_field("the head pod")
+
+    _quantities = field_validator("resources")(_check_quantities)
 
 
 class WorkerGroupSpec(ApiModel):
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": rules(
-            (
-                "!has(self.minReplicas) || self.replicas >= self.minReplicas",
-                "replicas must be at least minReplicas",
-            ),
-            (
-                "!has(self.maxReplicas) || self.replicas <= self.maxReplicas",
-                "replicas must be at most maxReplicas",
-            ),
-        )
-    }
-
     name: str = Field(
         min_length=1,
         max_length=30,
@@ -78,11 +121,60 @@ class WorkerGroupSpec(ApiModel):
         description="Name of the group; part of its pods' names, so lowercase letters, digits and dashes.",
     )
     replicas: int = Field(default=1, ge=0, description="Number of worker pods (Ray nodes) in this group.")
-    min_replicas: int | None = Field(default=None, ge=0, description="Lower bound for replicas.")
-    max_replicas: int | None = Field(default=None, ge=0, description="Upper bound for replicas.")
     resources: dict[str, Any] | None = _resources_field()
     ray_start_params: dict[str, str] = _ray_start_params_field()
     env: list[dict[str, Any]] = _env_field()
+    pod_template: PodTemplate | None = _pod_template_field("every pod of this group")
+
+    _quantities = field_validator("resources")(_check_quantities)
+
+
+class AuthMode(str, Enum):
+    TOKEN = "Token"
+    DISABLED = "Disabled"
+
+
+class AuthSpec(ApiModel):
+    mode: AuthMode = Field(
+        default=AuthMode.TOKEN,
+        description="Token (the default): Ray's token authentication on every node, the token in a Secret the "
+        "operator makes (<cluster>-ray-token, key `token`); the dashboard, the Jobs API and Ray's RPCs refuse "
+        "requests without it. Disabled: anyone who reaches a head can run code on the cluster.",
+    )
+
+
+class NetworkPolicySpec(ApiModel):
+    enabled: bool = Field(
+        default=True,
+        description="Create a NetworkPolicy that lets only the cluster's own pods and the operator reach Ray's "
+        "GCS, dashboard, client, agent and metrics ports, while Serve's HTTP and gRPC ports stay open to all. "
+        "Enforced only by a CNI that implements NetworkPolicy.",
+    )
+
+
+class SecretKeySelector(ApiModel):
+    name: str = Field(min_length=1, description="Name of a Secret in the ServeCluster's namespace.")
+    key: str = Field(min_length=1, description="Key of the Secret's data.")
+
+
+class RedisPassword(ApiModel):
+    secret_key_ref: SecretKeySelector = Field(description="The Secret key holding Redis's password.")
+
+
+class GcsFaultToleranceSpec(ApiModel):
+    redis_address: str = Field(
+        min_length=1,
+        pattern=r"^(rediss?://)?[^\s/]+:[0-9]+$",
+        description="host:port of the Redis that keeps the GCS's state, so a new head pod resumes the same Ray "
+        "cluster (workers, actors and Serve's applications survive a head loss).",
+    )
+    redis_password: RedisPassword | None = Field(default=None, description="Redis's password, from a Secret.")
+    external_storage_namespace: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Prefix of this cluster's keys in Redis; defaults to the ServeCluster's UID. Its keys are "
+        "removed when the ServeCluster is deleted.",
+    )
 
 
 class ProxyLocation(str, Enum):
@@ -161,6 +253,22 @@ class ServeClusterSpec(ApiModel):
     serve: ServeOptions = Field(default_factory=ServeOptions, description="Serve's proxy settings.")
     service: ServiceSpec = Field(default_factory=ServiceSpec, description="The serve Service (HTTP and gRPC).")
     ingress: IngressSpec = Field(default_factory=IngressSpec, description="An Ingress in front of the serve Service.")
+    auth: AuthSpec = Field(default_factory=AuthSpec, description="Who may use the Ray cluster's control plane.")
+    network_policy: NetworkPolicySpec = Field(
+        default_factory=NetworkPolicySpec, description="A NetworkPolicy guarding Ray's internal ports."
+    )
+    gcs_fault_tolerance: GcsFaultToleranceSpec | None = Field(
+        default=None, description="Keep the GCS's state in Redis, so the cluster survives losing its head pod."
+    )
+
+
+class HeadRecovery(StatusModel):
+    head_uid: str = Field(description="UID of the head pod that took over.")
+    time: datetime | None = Field(default=None, description="When the operator saw Serve running on it (RFC 3339).")
+    how: str = Field(
+        description="RecoveredFromGcs: Serve came back from the GCS's state in Redis by itself, nothing was "
+        "resubmitted. Resubmitted: the new head started empty and got the Serve config again."
+    )
 
 
 class ServeClusterStatus(StatusModel):
@@ -179,3 +287,6 @@ class ServeClusterStatus(StatusModel):
         default=None, description="UID of the head pod the config was applied to; a new head gets it again."
     )
     dashboard_url: str | None = Field(default=None, description="In-cluster URL of the Ray dashboard.")
+    last_head_recovery: HeadRecovery | None = Field(
+        default=None, description="How Serve came back the last time the head pod was replaced."
+    )

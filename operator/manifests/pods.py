@@ -1,17 +1,18 @@
 """PURE: the head pod and worker pods of a ServeCluster, one pod per Ray node.
 
 The container runs `python -m serveplane.runtime head|worker`, which starts Ray and the node agent; the agent
-answers the probes and the preStop drain.
+answers the probes and the preStop drain. Each pod is built the same way for the head and every worker group:
+the operator's pod, its podTemplate merged in (podtemplate.py), then what depends on the merged Ray container:
+the `ray start` flags its resources imply and the memory-backed /dev/shm (rayresources.py).
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from typing import Any
 
 from ..api.cluster import HeadSpec, ServeClusterSpec, WorkerGroupSpec
-from . import common
+from . import common, podtemplate, rayenv, rayresources
 
 _PORTS = [
     ("gcs", common.GCS_PORT),
@@ -22,23 +23,27 @@ _PORTS = [
 ]
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+SHM_VOLUME = "dshm"
+SHM_PATH = "/dev/shm"
+# Ray needs no privilege (the runtime image runs as uid 1000). Not readOnlyRootFilesystem: Ray writes its session
+# under /tmp. Not runAsNonRoot: the kubelet can only check it against a numeric USER, which a user's image may lack.
+SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 
 
-def _env(extra: list[dict[str, Any]], cluster: str, namespace: str) -> list[dict[str, Any]]:
+def _env(
+    extra: list[dict[str, Any]], cluster: str, spec: ServeClusterSpec, *, head: bool, uid: str
+) -> list[dict[str, Any]]:
     downward: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {"name": "SERVEPLANE_CLUSTER", "value": cluster},
         {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
+        *rayenv.ray_env(spec, head=head, cluster=cluster, uid=uid),
     ]
     names = {e["name"] for e in extra}
     return [e for e in downward if e["name"] not in names] + list(extra)
@@ -82,8 +87,6 @@ def _pod(
 ) -> dict[str, Any]:
     """One Ray node's pod: the head when `head_address` is None, else a worker joining that head."""
     component = "head" if head_address is None else "worker"
-    resources, env = node.resources, node.env
-    args = _args(component, spec, node.ray_start_params, head_address)
     image = spec.image or image
     meta = common.metadata(name=name, namespace=namespace, cluster=cluster, uid=uid, component=component)
     meta["labels"].update({common.NODE_TYPE_LABEL: component, **extra_labels})
@@ -91,17 +94,18 @@ def _pod(
         "name": "ray",
         "image": image,
         "command": ["python", "-m", "serveplane.runtime"],
-        "args": args,
-        "env": _env(env, cluster, namespace),
+        "args": [],  # set once the podTemplate is merged: its resources imply flags
+        "env": _env(node.env, cluster, spec, head=head_address is None, uid=uid),
         "ports": [{"name": port_name, "containerPort": port} for port_name, port in _PORTS],
         "readinessProbe": _probe("/readyz", 5, 3),
         # Generous: Ray takes tens of seconds to start on small machines; the agent answers /livez at once.
         "livenessProbe": _probe("/livez", 10, 6),
         "lifecycle": {"preStop": {"httpGet": {"path": "/drain", "port": common.AGENT_PORT}}},
+        "securityContext": SECURITY_CONTEXT,
     }
-    if resources:
-        container["resources"] = resources
-    return {
+    if node.resources:
+        container["resources"] = node.resources
+    built = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": meta,
@@ -112,6 +116,31 @@ def _pod(
             "containers": [container],
         },
     }
+    pod = podtemplate.merge(built, node.pod_template)
+    ray = pod["spec"]["containers"][0]
+    resources = ray.get("resources") or {}
+    params = rayresources.ray_start_params(node.ray_start_params, resources)
+    ray["args"] = _args(component, spec, params, head_address)
+    _shared_memory(pod, ray, rayresources.shm_size_limit(node.ray_start_params, resources))
+    return pod
+
+
+def _shared_memory(pod: dict[str, Any], ray: dict[str, Any], size_limit: int | None) -> None:
+    """A memory-backed /dev/shm for Ray's object store, unless the template mounts something there.
+
+    Container runtimes give /dev/shm 64 MiB; Ray then keeps its objects in /tmp, on disk. A template volume
+    named `dshm` (merged by name) is used in place of the operator's.
+    """
+    mounts = ray.setdefault("volumeMounts", [])
+    if any(mount.get("mountPath") == SHM_PATH for mount in mounts):
+        return
+    mounts.append({"name": SHM_VOLUME, "mountPath": SHM_PATH})
+    volumes = pod["spec"].setdefault("volumes", [])
+    if not any(volume.get("name") == SHM_VOLUME for volume in volumes):
+        empty_dir: dict[str, Any] = {"medium": "Memory"}
+        if size_limit is not None:
+            empty_dir["sizeLimit"] = str(size_limit)
+        volumes.append({"name": SHM_VOLUME, "emptyDir": empty_dir})
 
 
 def pod_spec_hash(pod: dict[str, Any]) -> str:
@@ -125,13 +154,10 @@ def _stamp(pod: dict[str, Any]) -> dict[str, Any]:
 
 
 def head_pod(*, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str) -> dict[str, Any]:
-    head: HeadSpec = spec.head
     pod = _pod(
-        name=common.head_pod_name(cluster), node=head, namespace=namespace, cluster=cluster, uid=uid, spec=spec,
+        name=common.head_pod_name(cluster), node=spec.head, namespace=namespace, cluster=cluster, uid=uid, spec=spec,
         image=image, head_address=None, extra_labels={},
     )
-    if head.pod_template:
-        pod = _deep_merge(pod, {k: v for k, v in head.pod_template.items() if k in ("metadata", "spec")})
     return _stamp(pod)
 
 

@@ -72,6 +72,8 @@ def test_examples_are_accepted(controlplane: ControlPlane, operator: OperatorPro
     assert "servecluster.serveplane.dev/demo created (server dry run)" in out
     assert "serveapplication.serveplane.dev/hello created (server dry run)" in out
     assert "servedeployment.serveplane.dev/composed-model created (server dry run)" in out
+    # Only ever dry-run: a trial node has no GPU (dev up, Argo CD's example app and the GitOps tests leave it out).
+    assert "servecluster.serveplane.dev/gpu created (server dry run)" in out
 
 
 INVALID = {
@@ -107,9 +109,9 @@ INVALID = {
         },
         "set either numReplicas or autoscalingConfig, not both",
     ),
-    "replicas above maxReplicas": (
-        {"kind": "ServeCluster", "spec": {"workerGroups": [{"name": "cpu", "replicas": 5, "maxReplicas": 2}]}},
-        "replicas must be at most maxReplicas",
+    "pod template label not a string": (
+        {"kind": "ServeCluster", "spec": {"head": {"podTemplate": {"metadata": {"labels": {"team": 7}}}}}},
+        "spec.head.podTemplate.metadata.labels.team in body must be of type string",
     ),
 }
 

@@ -69,8 +69,9 @@ def test_cluster_spec_round_trips_with_camelcase_nested_names():
         "head": {"rayStartParams": {"num-cpus": "2"}, "env": [{"name": "A", "value": "1"}],
                  "resources": {"limits": {"cpu": 2, "memory": "4Gi"}},
                  "podTemplate": {"spec": {"nodeSelector": {"pool": "ray"}}}},
-        "workerGroups": [{"name": "cpu", "replicas": 2, "minReplicas": 1, "maxReplicas": 3,
-                          "rayStartParams": {}, "env": []}],
+        "workerGroups": [{"name": "cpu", "replicas": 2, "rayStartParams": {}, "env": [],
+                          "podTemplate": {"metadata": {"labels": {"team": "ml"}, "annotations": {"a": "b"}},
+                                          "spec": {"tolerations": [{"key": "k", "operator": "Exists"}]}}}],
         "serve": {"httpPort": 8100, "grpcPort": 9100, "proxyLocation": "HeadOnly", "requestTimeoutS": 30.0},
         "service": {"type": "LoadBalancer", "annotations": {"a": "b"}},
         "ingress": {"enabled": True, "className": "nginx", "host": "h.example.com",
@@ -79,7 +80,7 @@ def test_cluster_spec_round_trips_with_camelcase_nested_names():
     spec = ServeClusterSpec.model_validate(wire)
     assert spec.serve.proxy_location is ProxyLocation.HEAD_ONLY
     assert spec.serve.request_timeout_s == 30.0
-    assert spec.worker_groups[0].min_replicas == 1
+    assert spec.worker_groups[0].pod_template.metadata.labels == {"team": "ml"}
     assert spec.ingress.tls[0].secret_name == "tls"
     assert spec.head.ray_start_params == {"num-cpus": "2"}
     assert spec.to_wire() == wire
@@ -241,6 +242,41 @@ def test_worker_group_names_that_fit_a_pod_name(name):
 def test_worker_group_names_that_do_not(name):
     with pytest.raises(ValidationError):
         WorkerGroupSpec.model_validate({"name": name})
+
+
+@pytest.mark.parametrize("bound", ["minReplicas", "maxReplicas"])
+def test_worker_groups_have_no_replica_bounds(bound):
+    # Gone until Ray's autoscaler gives them a meaning; nothing used them.
+    with pytest.raises(ValidationError) as error:
+        WorkerGroupSpec.model_validate({"name": "cpu", "replicas": 2, bound: 1})
+    assert error_fields(error.value) == {bound}
+
+
+@pytest.mark.parametrize("node", ["head", "group"])
+@pytest.mark.parametrize("place", ["resources", "template"])
+def test_a_resource_quantity_kubernetes_would_refuse_makes_the_spec_invalid(node, place):
+    bad = {"limits": {"cpu": "2 cores"}}
+    body = {"resources": bad} if place == "resources" else {
+        "podTemplate": {"spec": {"containers": [{"name": "ray", "resources": bad}]}}}
+    wire = {"head": body} if node == "head" else {"workerGroups": [{"name": "g", **body}]}
+    with pytest.raises(ValidationError) as error:
+        ServeClusterSpec.model_validate(wire)
+    assert "limits.cpu: '2 cores' is not a Kubernetes quantity" in str(error.value)
+
+
+def test_quantities_of_other_containers_and_in_every_form_are_accepted():
+    good = {"requests": {"cpu": "500m", "memory": "1500M"}, "limits": {"cpu": 2, "memory": "4Gi", "x/y": "1e9"}}
+    sidecar = {"name": "log", "resources": {"limits": {"cpu": "whatever"}}}
+    spec = ServeClusterSpec.model_validate(
+        {"head": {"resources": good, "podTemplate": {"spec": {"containers": [sidecar]}}}})
+    assert spec.head.resources == good
+
+
+def test_pod_template_metadata_is_labels_and_annotations_only():
+    with pytest.raises(ValidationError):
+        ServeClusterSpec.model_validate({"head": {"podTemplate": {"metadata": {"name": "mine"}}}})
+    with pytest.raises(ValidationError):
+        ServeClusterSpec.model_validate({"head": {"podTemplate": {"status": {}}}})
 
 
 @pytest.mark.parametrize("port", [0, 65536])

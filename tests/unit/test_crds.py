@@ -258,14 +258,31 @@ def test_num_replicas_and_autoscaling_config_are_exclusive_in_both_places_they_a
 
 def test_other_cel_rules_are_present():
     cluster = root_schema("ServeCluster")["properties"]["spec"]["properties"]
-    group = cluster["workerGroups"]["items"]
-    assert "!has(self.minReplicas) || self.replicas >= self.minReplicas" in _rules(group)
-    assert "!has(self.maxReplicas) || self.replicas <= self.maxReplicas" in _rules(group)
     assert "self == oldSelf" in _rules(cluster["serve"]["properties"]["httpPort"])
     assert "self == oldSelf" in _rules(cluster["serve"]["properties"]["grpcPort"])
     assert any("has(self.host)" in r for r in _rules(cluster["ingress"]))
     autoscaling = root_schema("ServeDeployment")["properties"]["spec"]["properties"]["autoscalingConfig"]
     assert any("self.minReplicas <= self.maxReplicas" in r for r in _rules(autoscaling))
+
+
+def test_worker_groups_have_no_replica_bounds_until_an_autoscaler_gives_them_meaning():
+    group = root_schema("ServeCluster")["properties"]["spec"]["properties"]["workerGroups"]["items"]
+    assert not {"minReplicas", "maxReplicas"} & set(group["properties"])
+    assert _rules(group) == []
+
+
+@pytest.mark.parametrize("node", ["head", "workerGroups"])
+def test_pod_template_of_head_and_worker_groups_documents_its_merge_rules(node):
+    spec = root_schema("ServeCluster")["properties"]["spec"]["properties"][node]
+    template = (spec.get("items") or spec)["properties"]["podTemplate"]
+    assert set(template["properties"]) == {"metadata", "spec"}
+    labels = template["properties"]["metadata"]["properties"]["labels"]
+    assert labels["additionalProperties"] == {"type": "string"}
+    pod_spec = template["properties"]["spec"]
+    assert pod_spec["x-kubernetes-preserve-unknown-fields"] is True
+    for rule in ("tolerations` are appended", "merge by name", "named `ray` merges into the Ray container",
+                 "`volumeMounts` by mountPath", "/dev/shm", "securityContext"):
+        assert rule in pod_spec["description"].replace("\n", " ")
 
 
 def test_import_path_cel_rule_uses_the_same_regex_as_the_pattern():

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import copy
+import math
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from serveplane.operator.api import quantity
 from serveplane.operator.api.cluster import ServeClusterSpec
-from serveplane.operator.manifests import common, network, pods
+from serveplane.operator.manifests import common, network, pods, rayresources
 
 UID = "8b0a3a51-6d0e-4c4e-9a0b-0d1c2e3f4a5b"
 NS = "team-a"
@@ -30,6 +33,23 @@ def build_pods(s: ServeClusterSpec, cluster: str = "demo", image: str = IMAGE) -
 def container(pod: dict[str, Any]) -> dict[str, Any]:
     (only,) = pod["spec"]["containers"]
     return only
+
+
+def ray_container(pod: dict[str, Any]) -> dict[str, Any]:
+    (ray,) = [c for c in pod["spec"]["containers"] if c["name"] == "ray"]
+    return ray
+
+
+def ray_params(pod: dict[str, Any]) -> dict[str, str]:
+    prefix = "--ray-param="
+    return dict(a[len(prefix):].split("=", 1) for a in ray_container(pod)["args"] if a.startswith(prefix))
+
+
+def shm_volume(pod: dict[str, Any]) -> dict[str, Any] | None:
+    mount = next((m for m in ray_container(pod).get("volumeMounts", []) if m["mountPath"] == "/dev/shm"), None)
+    if mount is None:
+        return None
+    return next(v for v in pod["spec"].get("volumes", []) if v["name"] == mount["name"])
 
 
 def env(pod: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +179,6 @@ def test_pod_template_is_merged_into_the_head_pod_only():
         "metadata": {"labels": {"team": "ml"}, "annotations": {"prometheus.io/scrape": "true"}},
         "spec": {"nodeSelector": {"pool": "ray-head"}, "serviceAccountName": "ray",
                  "tolerations": [{"key": "dedicated", "operator": "Exists"}]},
-        "status": {"phase": "ignored"},
     }
     head, worker = build_pods(spec(head={"podTemplate": template}, workerGroups=[{"name": "cpu"}]))
     assert head["metadata"]["labels"]["team"] == "ml"
@@ -190,6 +209,250 @@ def test_builders_do_not_share_or_modify_the_spec():
     w0["metadata"]["labels"]["x"] = "y"
     assert s.model_dump() == before
     assert "x" not in build_pods(s)[0]["metadata"]["labels"]
+
+
+# --- the podTemplate: one merge for the head and every worker group -------------------------------------------
+
+SIDECAR = {"name": "log-shipper", "image": "fluent-bit:3"}
+
+
+def template_pods(template: dict[str, Any], **node: Any) -> list[dict[str, Any]]:
+    """The head and a worker built with the same template: the merge must not depend on the kind of pod."""
+    return build_pods(spec(head={"podTemplate": template, **node},
+                           workerGroups=[{"name": "gpu", "podTemplate": template, **node}]))
+
+
+@pytest.mark.parametrize(
+    ("template_spec", "check"),
+    [
+        pytest.param({"nodeSelector": {"pool": "gpu"}, "priorityClassName": "serving", "serviceAccountName": "ray"},
+                     lambda p: (p["spec"]["nodeSelector"], p["spec"]["priorityClassName"],
+                                p["spec"]["serviceAccountName"]) == ({"pool": "gpu"}, "serving", "ray"),
+                     id="scalars-and-objects-set"),
+        pytest.param({"affinity": {"nodeAffinity": {"x": 1}}},
+                     lambda p: p["spec"]["affinity"] == {"nodeAffinity": {"x": 1}}, id="affinity"),
+        pytest.param({"terminationGracePeriodSeconds": 300},
+                     lambda p: p["spec"]["terminationGracePeriodSeconds"] == 300, id="operator-scalar-replaced"),
+        pytest.param({"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+                     lambda p: p["spec"]["tolerations"] == [
+                         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                     id="tolerations-appended"),
+        pytest.param({"volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": "m"}}]},
+                     lambda p: [v["name"] for v in p["spec"]["volumes"]] == ["models", "dshm"],
+                     id="volume-added-beside-dshm"),
+        pytest.param({"initContainers": [{"name": "fetch", "image": "busybox"}]},
+                     lambda p: p["spec"]["initContainers"] == [{"name": "fetch", "image": "busybox"}],
+                     id="init-containers"),
+        pytest.param({"containers": [SIDECAR]},
+                     lambda p: [c["name"] for c in p["spec"]["containers"]] == ["ray", "log-shipper"]
+                     and p["spec"]["containers"][1] == SIDECAR, id="sidecar-appended-ray-kept-first"),
+        pytest.param({"containers": [{"name": "ray", "imagePullPolicy": "Always"}]},
+                     lambda p: [c["name"] for c in p["spec"]["containers"]] == ["ray"]
+                     and ray_container(p)["imagePullPolicy"] == "Always"
+                     and ray_container(p)["command"] == ["python", "-m", "serveplane.runtime"],
+                     id="ray-entry-merges-not-replaces"),
+        pytest.param({"containers": [{"name": "ray", "command": ["sh"], "args": ["-c", "sleep 1"], "image": "x:1"}]},
+                     lambda p: ray_container(p)["command"] == ["python", "-m", "serveplane.runtime"]
+                     and ray_container(p)["args"][0] in ("head", "worker") and ray_container(p)["image"] == "x:1",
+                     id="ray-command-and-args-stay-the-operators"),
+        pytest.param({"containers": [{"name": "ray", "volumeMounts": [{"name": "models", "mountPath": "/models"}]}]},
+                     lambda p: [m["mountPath"] for m in ray_container(p)["volumeMounts"]] == ["/models", "/dev/shm"],
+                     id="volume-mounts-into-ray"),
+        pytest.param({"containers": [{"name": "ray", "env": [{"name": "POD_IP", "value": "x"},
+                                                             {"name": "HF_HOME", "value": "/models"}]}]},
+                     lambda p: env(p)["POD_IP"] == "x" and env(p)["HF_HOME"] == "/models"
+                     and [e["name"] for e in ray_container(p)["env"]].count("POD_IP") == 1,
+                     id="env-by-name"),
+        pytest.param({"containers": [{"name": "ray", "ports": [{"name": "metrics", "containerPort": 9090},
+                                                               {"name": "debug", "containerPort": 5678}]}]},
+                     lambda p: {x["name"]: x["containerPort"] for x in ray_container(p)["ports"]}["metrics"] == 9090
+                     and len(ray_container(p)["ports"]) == 6, id="ports-by-name"),
+        pytest.param({"containers": [{"name": "ray", "readinessProbe": {"exec": {"command": ["true"]}}}]},
+                     lambda p: ray_container(p)["readinessProbe"] == {"exec": {"command": ["true"]}},
+                     id="probe-replaced-whole"),
+        pytest.param({"containers": [{"name": "ray", "resources": {"limits": {"memory": "8Gi"}}}]},
+                     lambda p: ray_container(p)["resources"] == {"requests": {"cpu": "1"}, "limits": {"memory": "8Gi"}},
+                     id="resources-key-by-key"),
+    ],
+)
+def test_pod_template_merge_rules_are_the_same_for_head_and_workers(template_spec, check):
+    head, worker = template_pods({"spec": template_spec}, resources={"requests": {"cpu": "1"}})
+    assert check(head), head
+    assert check(worker), worker
+
+
+def test_pod_template_labels_and_annotations_but_the_operators_labels_win():
+    theirs = {
+        "team": "ml", common.CLUSTER_LABEL: "other", common.NODE_TYPE_LABEL: "head", common.GROUP_LABEL: "x",
+        common.PROXY_LABEL: common.PROXY_HEALTHY, "app.kubernetes.io/managed-by": "helm",
+        "app.kubernetes.io/version": "7",
+    }
+    template = {"metadata": {"labels": theirs, "annotations": {common.POD_HASH_ANNOTATION: "0", "a": "b"}}}
+    head, worker = template_pods(template)
+    for pod, node_type in ((head, "head"), (worker, "worker")):
+        labels, annotations = pod["metadata"]["labels"], pod["metadata"]["annotations"]
+        assert labels["team"] == "ml" and labels["app.kubernetes.io/version"] == "7"
+        assert labels[common.CLUSTER_LABEL] == "demo"
+        assert labels[common.NODE_TYPE_LABEL] == node_type
+        assert labels["app.kubernetes.io/managed-by"] == "serveplane"
+        assert common.PROXY_LABEL not in labels, "only Serve's report may put a pod behind the serve Service"
+        assert annotations["a"] == "b"
+        assert annotations[common.POD_HASH_ANNOTATION] == pods.pod_spec_hash(pod)
+    assert worker["metadata"]["labels"][common.GROUP_LABEL] == "gpu"
+    assert common.GROUP_LABEL not in head["metadata"]["labels"]
+
+
+def test_pod_template_of_one_group_stays_in_that_group():
+    built = build_pods(spec(workerGroups=[{"name": "gpu", "podTemplate": {"spec": {"nodeSelector": {"a": "b"}}}},
+                                          {"name": "cpu"}]))
+    head, gpu, cpu = built
+    assert gpu["spec"]["nodeSelector"] == {"a": "b"}
+    assert "nodeSelector" not in head["spec"] and "nodeSelector" not in cpu["spec"]
+    assert pods.pod_spec_hash(gpu) != pods.pod_spec_hash(cpu)
+
+
+# --- rayStartParams implied by the Ray container's resources ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("resources", "params", "implied"),
+    [
+        ({}, {}, {}),
+        ({"limits": {"cpu": "2"}}, {}, {"num-cpus": "2"}),
+        ({"limits": {"cpu": "500m"}}, {}, {"num-cpus": "1"}),  # rounded up, as KubeRay's Quantity.Value()
+        ({"limits": {"cpu": "1500m"}}, {}, {"num-cpus": "2"}),
+        ({"limits": {"cpu": 3}}, {}, {"num-cpus": "3"}),
+        ({"limits": {"cpu": 0.5}}, {}, {"num-cpus": "1"}),
+        ({"requests": {"cpu": "4"}}, {}, {"num-cpus": "4"}),
+        ({"requests": {"cpu": "4"}, "limits": {"cpu": "6"}}, {}, {"num-cpus": "6"}),  # the limit wins
+        ({"requests": {"cpu": "4"}, "limits": {"cpu": "0"}}, {}, {"num-cpus": "4"}),  # a zero limit implies nothing
+        ({"limits": {"nvidia.com/gpu": 1}}, {}, {"num-gpus": "1"}),
+        ({"limits": {"nvidia.com/gpu": "2"}}, {}, {"num-gpus": "2"}),
+        ({"limits": {"amd.com/gpu": "1"}}, {}, {"num-gpus": "1"}),
+        ({"limits": {"nvidia.com/gpu": "0"}}, {}, {}),
+        ({"requests": {"nvidia.com/gpu": "1"}}, {}, {}),  # only a limit: Kubernetes needs one for extended resources
+        ({"limits": {"memory": "4Gi"}}, {}, {"memory": str(4 * 2**30)}),
+        ({"limits": {"memory": "1500M"}}, {}, {"memory": "1500000000"}),
+        ({"limits": {"memory": "1e9"}}, {}, {"memory": "1000000000"}),
+        ({"requests": {"memory": "4Gi"}}, {}, {}),  # Ray's memory is what the pod may use, not what it is promised
+        ({"limits": {"cpu": "2", "memory": "4Gi", "nvidia.com/gpu": 1}}, {},
+         {"num-cpus": "2", "num-gpus": "1", "memory": str(4 * 2**30)}),
+        ({"limits": {"cpu": "8", "nvidia.com/gpu": 1}}, {"num-cpus": "0"}, {"num-cpus": "0", "num-gpus": "1"}),
+        ({"limits": {"cpu": "8"}}, {"num_cpus": "1"}, {"num_cpus": "1"}),  # the runtime's spellings count as set
+        ({"limits": {"nvidia.com/gpu": 4}}, {"--num-gpus": "0"}, {"--num-gpus": "0"}),
+        ({"limits": {"memory": "2Gi"}}, {"memory": "1000"}, {"memory": "1000"}),
+    ],
+)
+def test_ray_start_params_implied_by_resources(resources, params, implied):
+    assert rayresources.ray_start_params(params, resources) == implied
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("500m", Decimal("0.5")), ("2", 2), ("4Gi", 4 * 2**30), ("1e9", 10**9), ("1500M", 1_500_000_000),
+     ("1E3", 1000), ("1E", 10**18), ("100Ki", 102400), ("1.5Gi", 3 * 2**29), (".5", Decimal("0.5")),
+     ("250u", Decimal("0.00025")), ("1e-3", Decimal("0.001")), (2, 2), (0.25, Decimal("0.25"))],
+)
+def test_kubernetes_quantities(text, value):
+    assert quantity.parse(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "2 cores", "1.5.5", "4GB", "Gi", "1e", "0x10", "1Ki5"])
+def test_not_kubernetes_quantities(text):
+    with pytest.raises(ValueError, match="is not a Kubernetes quantity"):
+        quantity.parse(text)
+
+
+def test_implied_params_reach_the_ray_start_flags_of_head_and_workers():
+    s = spec(head={"rayStartParams": {"num-cpus": "0"}, "resources": {"limits": {"cpu": "2", "memory": "4Gi"}}},
+             workerGroups=[{"name": "gpu", "resources": {"limits": {"cpu": "4", "nvidia.com/gpu": 1}}},
+                           {"name": "cpu", "resources": {"requests": {"cpu": "250m"}}}])
+    head, gpu, cpu = build_pods(s)
+    assert ray_params(head) == {"num-cpus": "0", "memory": str(4 * 2**30)}
+    assert ray_params(gpu) == {"num-cpus": "4", "num-gpus": "1"}
+    assert ray_params(cpu) == {"num-cpus": "1"}
+    assert container(head)["args"][-2:] == ["--ray-param=memory=4294967296", "--ray-param=num-cpus=0"]
+
+
+def test_resources_from_the_template_imply_params_too():
+    template = {"spec": {"containers": [{"name": "ray", "resources": {"limits": {"nvidia.com/gpu": 2}}}]}}
+    for pod in template_pods(template):
+        assert ray_params(pod) == {"num-gpus": "2"}
+
+
+# --- /dev/shm ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("node", "size_limit"),
+    [
+        ({}, None),
+        ({"resources": {"requests": {"memory": "4Gi"}}}, None),
+        ({"resources": {"limits": {"memory": "10Gi"}}}, str(math.ceil(10 * 2**30 * 0.3))),
+        ({"resources": {"limits": {"memory": "1000"}}}, "300"),
+        ({"resources": {"limits": {"memory": "1001"}}}, "301"),  # rounded up: Ray must fit its whole store
+        ({"rayStartParams": {"object-store-memory": "200000000"}}, "200000000"),
+        ({"rayStartParams": {"object_store_memory": "2e9"}, "resources": {"limits": {"memory": "10Gi"}}},
+         "2000000000"),
+        ({"rayStartParams": {"object-store-memory": "lots"}, "resources": {"limits": {"memory": "10Gi"}}}, None),
+    ],
+)
+def test_dev_shm_is_memory_backed_and_sized_for_the_object_store(node, size_limit):
+    for pod in build_pods(spec(head=node, workerGroups=[{"name": "cpu", **node}])):
+        volume = shm_volume(pod)
+        assert volume["name"] == "dshm"
+        assert volume["emptyDir"].get("medium") == "Memory"
+        assert volume["emptyDir"].get("sizeLimit") == size_limit
+        assert {"name": "dshm", "mountPath": "/dev/shm"} in ray_container(pod)["volumeMounts"]
+
+
+def test_object_store_share_is_rays_default():
+    ray_constants = pytest.importorskip("ray._private.ray_constants")
+    assert float(rayresources.OBJECT_STORE_SHARE) == ray_constants.DEFAULT_OBJECT_STORE_MEMORY_PROPORTION
+
+
+def test_a_template_volume_named_dshm_replaces_the_operators():
+    mine = {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}
+    for pod in template_pods({"spec": {"volumes": [mine]}}, resources={"limits": {"memory": "8Gi"}}):
+        assert shm_volume(pod) == mine
+        assert [v["name"] for v in pod["spec"]["volumes"]] == ["dshm"]
+
+
+def test_a_template_mount_at_dev_shm_replaces_the_operators_volume():
+    template = {"spec": {"volumes": [{"name": "hugepages", "emptyDir": {"medium": "HugePages"}}],
+                         "containers": [{"name": "ray", "volumeMounts": [{"name": "hugepages",
+                                                                          "mountPath": "/dev/shm"}]}]}}
+    for pod in template_pods(template):
+        assert [v["name"] for v in pod["spec"]["volumes"]] == ["hugepages"]
+        assert ray_container(pod)["volumeMounts"] == [{"name": "hugepages", "mountPath": "/dev/shm"}]
+
+
+# --- the Ray container's securityContext ------------------------------------------------------------------------
+
+
+def test_default_security_context_drops_every_privilege_but_lets_ray_write_tmp():
+    for pod in build_pods(spec(workerGroups=[{"name": "cpu"}])):
+        context = ray_container(pod)["securityContext"]
+        assert context == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                           "seccompProfile": {"type": "RuntimeDefault"}}
+        assert "readOnlyRootFilesystem" not in context and "runAsNonRoot" not in context
+
+
+def test_template_security_context_overrides_key_by_key():
+    override = {"capabilities": {"add": ["SYS_PTRACE"]}, "seccompProfile": {"type": "Unconfined"},
+                "runAsUser": 1000, "runAsNonRoot": True}
+    for pod in template_pods({"spec": {"containers": [{"name": "ray", "securityContext": override}]}}):
+        assert ray_container(pod)["securityContext"] == {
+            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"], "add": ["SYS_PTRACE"]},
+            "seccompProfile": {"type": "Unconfined"}, "runAsUser": 1000, "runAsNonRoot": True,
+        }
+
+
+def test_builders_do_not_share_the_default_security_context():
+    head, worker = build_pods(spec(workerGroups=[{"name": "cpu"}]))
+    ray_container(head)["securityContext"]["capabilities"]["drop"].append("x")
+    assert pods.SECURITY_CONTEXT["capabilities"]["drop"] == ["ALL"]
+    assert ray_container(worker)["securityContext"]["capabilities"]["drop"] == ["ALL"]
 
 
 # --- the pod spec hash ------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
 """The dry run: examples/*.yaml -> the objects and the Serve config the operator would create."""
 from __future__ import annotations
 
+import contextlib
+import io
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,14 +20,18 @@ with warnings.catch_warnings():
     from ray.serve.schema import ServeDeploySchema
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+GPU_EXAMPLE = EXAMPLES / "gpu-cluster.yaml"
+# The demo `serveplane dev up` applies: every example but the GPU cluster, which needs GPU nodes.
+DEMO_EXAMPLES = sorted(p for p in EXAMPLES.glob("*.yaml") if p != GPU_EXAMPLE)
 IMAGE = "operator-default:1"
 
 
+def load(*paths: Path) -> list[dict[str, Any]]:
+    return [d for path in paths for d in yaml.safe_load_all(path.read_text()) if d]
+
+
 def example_docs() -> list[dict[str, Any]]:
-    docs: list[dict[str, Any]] = []
-    for path in sorted(EXAMPLES.glob("*.yaml")):
-        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
-    return docs
+    return load(*DEMO_EXAMPLES)
 
 
 def sections_by_title(sections: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -56,6 +63,7 @@ def test_objects_are_pods_services_and_an_ingress(rendered):
     assert [(o["kind"], o["metadata"]["name"]) for o in objs] == [
         ("Pod", "demo-head"), ("Pod", "demo-worker-cpu-0"), ("Pod", "demo-worker-cpu-1"),
         ("Service", "demo-head"), ("Service", "demo-serve"), ("Ingress", "demo-serve"),
+        ("NetworkPolicy", "demo-ray"), ("Secret", "demo-ray-token"),
     ]
     for obj in objs:
         assert obj["metadata"]["namespace"] == "default"
@@ -71,7 +79,7 @@ def test_pods_use_the_image_of_the_example(rendered):
 
 
 def test_ingress_routes_both_example_applications(rendered):
-    ingress = rendered["Kubernetes objects"][-1]
+    ingress = next(o for o in rendered["Kubernetes objects"] if o["kind"] == "Ingress")
     (rule,) = ingress["spec"]["rules"]
     assert rule["host"] == "demo.example.com"
     assert [p["path"] for p in rule["http"]["paths"]] == ["/composed", "/hello"]
@@ -114,7 +122,27 @@ def test_default_image_is_used_when_the_cluster_names_none():
              "spec": {}}]
     objs = sections_by_title(render(docs, IMAGE))["Kubernetes objects"]
     assert objs[0]["spec"]["containers"][0]["image"] == IMAGE
-    assert [o["kind"] for o in objs] == ["Pod", "Service", "Service"]  # no Ingress unless enabled
+    assert [o["kind"] for o in objs] == ["Pod", "Service", "Service", "NetworkPolicy", "Secret"]  # no Ingress
+
+
+def test_no_token_is_rendered_only_a_reference_to_the_secret(rendered):
+    """render has no cluster, so no token exists: the Secret comes without data, pods reference it."""
+    objs = rendered["Kubernetes objects"]
+    secret = next(o for o in objs if o["kind"] == "Secret")
+    assert "data" not in secret and "stringData" not in secret and secret["type"] == "Opaque"
+    assert secret["metadata"]["labels"]["app.kubernetes.io/component"] == "auth"
+    for pod in (o for o in objs if o["kind"] == "Pod"):
+        env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        assert env["RAY_AUTH_MODE"] == {"name": "RAY_AUTH_MODE", "value": "token"}
+        assert env["RAY_AUTH_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "demo-ray-token", "key": "token"}}
+
+
+def test_disabled_auth_and_network_policy_render_neither():
+    spec = {"auth": {"mode": "Disabled"}, "networkPolicy": {"enabled": False}}
+    docs = [{"apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeCluster", "metadata": {"name": "c"}, "spec": spec}]
+    objs = sections_by_title(render(docs, IMAGE))["Kubernetes objects"]
+    assert [o["kind"] for o in objs] == ["Pod", "Service", "Service"]
+    assert not [e for e in objs[0]["spec"]["containers"][0]["env"] if e["name"].startswith("RAY_AUTH_")]
 
 
 def test_only_applications_of_the_cluster_and_namespace(k8s):
@@ -142,7 +170,7 @@ def test_nothing_without_a_cluster():
 def test_cli_render_prints_yaml_that_reads_back(capsys, monkeypatch):
     monkeypatch.setenv("SERVEPLANE_DEFAULT_IMAGE", IMAGE)
     with pytest.raises(SystemExit) as done:
-        cli.main(["render", *map(str, sorted(EXAMPLES.glob("*.yaml")))])
+        cli.main(["render", *map(str, DEMO_EXAMPLES)])
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert "&id" not in out and "*id" not in out, "YAML anchors/aliases in kubectl-bound output"
@@ -168,3 +196,73 @@ def test_cli_crds_writes_what_crd_files_generates(tmp_path, capsys):
     assert done.value.code == 0
     written = {p.name: p.read_text() for p in (tmp_path / "out").iterdir()}
     assert written == cli.crd_files()
+
+
+# --- examples/gpu-cluster.yaml --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gpu_pods() -> dict[str, dict[str, Any]]:
+    """The pods `serveplane render examples/gpu-cluster.yaml` prints, by name."""
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as done, contextlib.redirect_stdout(out):
+        cli.main(["render", str(GPU_EXAMPLE)])
+    assert done.value.code == 0
+    docs = [d for d in yaml.safe_load_all(out.getvalue()) if isinstance(d, dict)]
+    return {d["metadata"]["name"]: d for d in docs if d.get("kind") == "Pod"}
+
+
+def _ray(pod: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in pod["spec"]["containers"] if c["name"] == "ray")
+
+
+def test_gpu_example_is_a_cluster_of_its_own():
+    (cluster,) = load(GPU_EXAMPLE)
+    assert (cluster["kind"], cluster["metadata"]["name"]) == ("ServeCluster", "gpu")
+    assert GPU_EXAMPLE not in DEMO_EXAMPLES
+
+
+def test_gpu_example_pods(gpu_pods):
+    assert sorted(gpu_pods) == ["gpu-head", "gpu-worker-cpu-0", "gpu-worker-cpu-1", "gpu-worker-gpu-0"]
+
+
+def test_gpu_example_head_offers_no_cpu_to_replicas(gpu_pods):
+    args = _ray(gpu_pods["gpu-head"])["args"]
+    assert "--ray-param=num-cpus=0" in args
+    assert not any(a.startswith("--ray-param=num-gpus") for a in args)
+
+
+def test_gpu_example_gpu_group_gets_its_template_and_gpu_from_its_limit(gpu_pods):
+    pod = gpu_pods["gpu-worker-gpu-0"]
+    assert pod["metadata"]["labels"]["team"] == "ml"
+    assert pod["metadata"]["labels"][common.GROUP_LABEL] == "gpu"
+    assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["spec"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["spec"]["priorityClassName"] == "serving"
+    ray = _ray(pod)
+    assert ray["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert {"--ray-param=num-gpus=1", "--ray-param=num-cpus=4", f"--ray-param=memory={16 * 2**30}"} <= set(
+        ray["args"]
+    )
+    for other in ("gpu-head", "gpu-worker-cpu-0"):
+        assert "nodeSelector" not in gpu_pods[other]["spec"] and "tolerations" not in gpu_pods[other]["spec"]
+        assert not any(a.startswith("--ray-param=num-gpus") for a in _ray(gpu_pods[other])["args"])
+
+
+def test_gpu_example_pods_have_a_memory_backed_dev_shm_and_no_privileges(gpu_pods):
+    for name, pod in gpu_pods.items():
+        ray = _ray(pod)
+        assert {"name": "dshm", "mountPath": "/dev/shm"} in ray["volumeMounts"], name
+        (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == "dshm"]
+        memory_limit = 16 * 2**30 if name == "gpu-worker-gpu-0" else 4 * 2**30
+        assert volume["emptyDir"] == {"medium": "Memory", "sizeLimit": str(math.ceil(memory_limit * 0.3))}
+        assert ray["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                          "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def test_gpu_example_token_comes_from_its_secret(gpu_pods):
+    for name, pod in gpu_pods.items():
+        env = {e["name"]: e for e in _ray(pod)["env"]}
+        assert env["RAY_AUTH_TOKEN"] == {
+            "name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": "gpu-ray-token", "key": "token"}},
+        }, name
