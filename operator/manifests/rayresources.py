@@ -57,8 +57,8 @@ def shm_size_limit(params: dict[str, str], resources: dict[str, Any]) -> int | N
     given = {_key(param): value for param, value in params.items()}
     if "object-store-memory" in given:
         try:
-            return quantity.ceil_int(given["object-store-memory"])
+            return int(given["object-store-memory"])
         except ValueError:
-            return None  # `ray start` refuses it and says why; no size to give.
+            return None  # not a whole number of bytes: `ray start` refuses it and says why
     memory = _nonzero(resources, "limits", "memory")
     return None if memory is None else math.ceil(memory * OBJECT_STORE_SHARE)

@@ -18,6 +18,7 @@ from serveplane.localcluster.controlplane import ControlPlane, KubectlError
 from serveplane.localcluster.operatorproc import OperatorProcess
 from serveplane.localcluster.testkit import condition, wait_for
 from serveplane.localcluster.testkit import get_object as get
+from serveplane.operator.render import render
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -74,6 +75,24 @@ def test_examples_are_accepted(controlplane: ControlPlane, operator: OperatorPro
     assert "servedeployment.serveplane.dev/composed-model created (server dry run)" in out
     # Only ever dry-run: a trial node has no GPU (dev up, Argo CD's example app and the GitOps tests leave it out).
     assert "servecluster.serveplane.dev/gpu created (server dry run)" in out
+
+
+def test_pods_of_the_gpu_example_pass_the_api_servers_validation(controlplane: ControlPlane, namespace: str) -> None:
+    """The merged podTemplate, /dev/shm and securityContext as the API server and its admission check them, in a
+    server-side dry run: nothing is scheduled (there is no GPU here)."""
+    docs = [d for d in yaml.safe_load_all((EXAMPLES / "gpu-cluster.yaml").read_text()) if d]
+    built = [o for _, content in render(docs, "serveplane/runtime:0.1.0") if isinstance(content, list) for o in content]
+    built_pods = [{**o, "metadata": {**o["metadata"], "namespace": namespace}} for o in built if o["kind"] == "Pod"]
+    assert len(built_pods) == 4
+    # The Priority admission plugin refuses a pod naming a PriorityClass that does not exist, dry run or not.
+    priority = {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "serving"},
+                "value": 1000}
+    controlplane.kubectl("apply", "-f", "-", input=yaml.safe_dump(priority))
+    try:
+        out = apply(controlplane, built_pods, namespace, "--dry-run=server")
+    finally:
+        controlplane.kubectl("delete", "priorityclass", "serving", "--wait=false")
+    assert out.count("created (server dry run)") == 4, out
 
 
 INVALID = {

@@ -392,9 +392,10 @@ def test_resources_from_the_template_imply_params_too():
         ({"resources": {"limits": {"memory": "1000"}}}, "300"),
         ({"resources": {"limits": {"memory": "1001"}}}, "301"),  # rounded up: Ray must fit its whole store
         ({"rayStartParams": {"object-store-memory": "200000000"}}, "200000000"),
-        ({"rayStartParams": {"object_store_memory": "2e9"}, "resources": {"limits": {"memory": "10Gi"}}},
+        ({"rayStartParams": {"object_store_memory": "2000000000"}, "resources": {"limits": {"memory": "10Gi"}}},
          "2000000000"),
-        ({"rayStartParams": {"object-store-memory": "lots"}, "resources": {"limits": {"memory": "10Gi"}}}, None),
+        # `ray start --object-store-memory` takes an integer only, and refuses the rest: no size to give.
+        ({"rayStartParams": {"object-store-memory": "2e9"}, "resources": {"limits": {"memory": "10Gi"}}}, None),
     ],
 )
 def test_dev_shm_is_memory_backed_and_sized_for_the_object_store(node, size_limit):
