@@ -21,17 +21,27 @@ class DeletePod:
 
 @dataclass(frozen=True)
 class Apply:
-    """Server-side apply of an owned Service or Ingress whose live version differs from the wanted one."""
+    """Server-side apply of an owned Service, Ingress or NetworkPolicy whose live version differs from the wanted
+    one."""
 
     kind: str
     obj: Obj
 
 
 @dataclass(frozen=True)
-class DeleteIngress:
-    """The Ingress is disabled or routes nothing: the one the operator made goes."""
+class DeleteOwned:
+    """An owned object the spec no longer wants goes: the Ingress (disabled, or nothing routed), the
+    NetworkPolicy (disabled), the token Secret (auth disabled, or it holds no usable token)."""
 
+    kind: str
     name: str
+
+
+@dataclass(frozen=True)
+class CreateSecret:
+    """Create the cluster's token Secret. The action holds no data: the executor generates the token."""
+
+    secret: Obj
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,17 @@ class WriteStatus:
     """A merge patch of the status subresource."""
 
 
-Action = CreatePod | DeletePod | Apply | DeleteIngress | LabelPod | SetFinalizers | Submit | WriteStatus
+Action = (
+    CreatePod
+    | DeletePod
+    | Apply
+    | DeleteOwned
+    | CreateSecret
+    | LabelPod
+    | SetFinalizers
+    | Submit
+    | WriteStatus
+)
 
 
 @dataclass(frozen=True)

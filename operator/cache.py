@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import objects
-from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, PODS, SERVICES
+from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, NETWORKPOLICIES, PODS, SECRETS, SERVICES
 from .manifests import common
 from .objects import Obj
 
-KINDS = (CLUSTERS, APPS, DEPLOYMENTS, PODS, SERVICES, INGRESSES)
+KINDS = (CLUSTERS, APPS, DEPLOYMENTS, PODS, SERVICES, INGRESSES, NETWORKPOLICIES, SECRETS)
 CUSTOM = (CLUSTERS, APPS, DEPLOYMENTS)
 
 Key = tuple[str, str]
@@ -100,7 +100,7 @@ class Store:
         return list(self._objects[kind].values())
 
     def owned(self, kind: str, namespace: str, cluster: str) -> list[Obj]:
-        """Pods, Services or Ingresses of one ServeCluster, found by the cluster label the operator sets."""
+        """The objects of one kind a ServeCluster owns, found by the cluster label the operator sets."""
         return [
             obj
             for obj in self.in_namespace(kind, namespace)

@@ -60,7 +60,8 @@ def _render(args: argparse.Namespace) -> int:
     for path in args.files:
         with open(path) as handle:
             docs += [d for d in yaml.safe_load_all(handle) if d]
-    sections = render(docs, Settings.from_env().default_image)
+    settings = Settings.from_env()
+    sections = render(docs, settings.default_image, settings.access)
     if not sections:
         print("no ServeCluster in the input: nothing would be created", file=sys.stderr)
         return 1

@@ -6,18 +6,22 @@ An action that raises stops the round; the loop retries it with backoff from a f
 
 from __future__ import annotations
 
+import base64
+import copy
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 
-from . import metrics, objects
-from .actions import Action, Apply, CreatePod, DeleteIngress, DeletePod, LabelPod, SetFinalizers, Submit, WriteStatus
-from .api.kinds import CLUSTERS, INGRESSES, PODS
+from . import actions, metrics, objects
+from .actions import Action, Apply, CreatePod, DeletePod, LabelPod, SetFinalizers, Submit, WriteStatus
+from .api.kinds import CLUSTERS, PODS, SECRETS
 from .cache import Key, Store
-from .clients.dashboard import DashboardError, DashboardRejected
+from .clients.dashboard import DashboardError, DashboardRejected, DashboardUnauthorized
 from .clients.kube import Kube, KubeError
+from .manifests import auth
 from .objects import Obj
-from .observe import DashboardPool, timed
+from .observe import DashboardPool, cluster_token, timed
 from .snapshot import Rejection
 
 log = logging.getLogger(__name__)
@@ -65,11 +69,13 @@ class Executor:
                 self._keep(PODS, await self.kube.label_pod(namespace, pod_name, labels))
             case Apply(kind=kind, obj=obj):
                 self._keep(kind, await self.kube.apply(kind, obj))
-            case DeleteIngress(name=obj_name):
-                await self.kube.delete_ingress(namespace, obj_name)
-                gone = self.store.get(INGRESSES, namespace, obj_name)
+            case actions.DeleteOwned(kind=kind, name=obj_name):
+                await self.kube.delete(kind, namespace, obj_name)
+                gone = self.store.get(kind, namespace, obj_name)
                 if gone is not None:
-                    self.store.remove(INGRESSES, gone)
+                    self.store.remove(kind, gone)
+            case actions.CreateSecret(secret=secret):
+                await self._create_token_secret(cluster, secret)
             case SetFinalizers(kind=kind, name=obj_name, finalizers=finalizers, resource_version=version):
                 self._keep(kind, await self.kube.set_finalizers(kind, namespace, obj_name, list(finalizers), version))
             case WriteStatus(kind=kind, name=obj_name, patch=patch):
@@ -77,6 +83,20 @@ class Executor:
             case Submit():
                 return await self._submit(key, action, memory)
         return False
+
+    async def _create_token_secret(self, cluster: Obj | None, secret: Obj) -> None:
+        """Create the token Secret with a new random token (Ray's own format: 32 random bytes, hex). The token
+        goes only into the request's body and the store: never into a log line, an Event or an action."""
+        wanted = copy.deepcopy(secret)
+        wanted["data"] = {auth.TOKEN_KEY: base64.b64encode(secrets.token_hex(32).encode()).decode()}
+        created = await self.kube.create(SECRETS, wanted)
+        name = secret["metadata"]["name"]
+        if created is None:
+            log.warning("Secret %s/%s exists but is not labelled as serveplane's: remove it or label it",
+                        secret["metadata"]["namespace"], name)
+            return
+        self._keep(SECRETS, created)
+        await self._event(cluster, "Normal", "TokenCreated", f"created Ray auth token Secret {name}")
 
     async def _event(self, obj: Obj | None, kind: str, reason: str, message: str) -> None:
         """Events tell people what happened; one that cannot be posted must not fail the round."""
@@ -90,9 +110,15 @@ class Executor:
     async def _submit(self, key: Key, action: Submit, memory: ClusterMemory) -> bool:
         namespace, name = key
         cluster = self.store.get(CLUSTERS, namespace, name)
-        client = await self.dashboards.for_head(namespace, name, action.head_ip)
+        token = cluster_token(self.store, namespace, name)
+        client = await self.dashboards.for_head(namespace, name, action.head_ip, token)
         try:
             await timed("PUT", client.put_applications(action.config))
+        except DashboardUnauthorized as error:
+            # Not Serve's verdict on the config: the head runs with another token (a rotation under way).
+            metrics.SUBMISSIONS.labels(action.reason, "error").inc()
+            log.warning("ServeCluster %s/%s: the head refused the operator's token: %s", namespace, name, error)
+            return False
         except DashboardRejected as error:
             memory.rejection = Rejection(action.config_hash, error.message)
             metrics.SUBMISSIONS.labels(action.reason, "rejected").inc()

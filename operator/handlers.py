@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY, start_http_server
 
 from . import election, metrics
 from .api.base import GROUP, VERSION
-from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, PODS, SERVICES
+from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, NETWORKPOLICIES, PODS, SECRETS, SERVICES
 from .cache import CUSTOM, Store
 from .clients.kube import Kube, credentials
 from .executor import Executor
@@ -47,7 +47,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Long watches that resume from their last resourceVersion (kopf asks for bookmarks): no re-listing.
     settings.watching.server_timeout = 600
     settings.watching.client_timeout = 630
-    for plural in (PODS, SERVICES, INGRESSES):
+    for plural in OWNED_KINDS:
         settings.watching.label_selectors[plural] = OWNED
     start_http_server(config.metrics_port)
     store = Store()
@@ -125,21 +125,6 @@ async def deployment_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     _index(DEPLOYMENTS, body, memo)
 
 
-@kopf.index("", "v1", PODS, labels={common.CLUSTER_LABEL: kopf.PRESENT})
-async def pod_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _index(PODS, body, memo)
-
-
-@kopf.index("", "v1", SERVICES, labels={common.CLUSTER_LABEL: kopf.PRESENT})
-async def service_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _index(SERVICES, body, memo)
-
-
-@kopf.index("networking.k8s.io", "v1", INGRESSES, labels={common.CLUSTER_LABEL: kopf.PRESENT})
-async def ingress_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    _index(INGRESSES, body, memo)
-
-
 @kopf.on.event(GROUP, VERSION, CLUSTERS)
 async def cluster_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     _event(CLUSTERS, body, type, memo)
@@ -155,16 +140,25 @@ async def deployment_event(body: kopf.Body, type: str | None, memo: kopf.Memo, *
     _event(DEPLOYMENTS, body, type, memo)
 
 
-@kopf.on.event("", "v1", PODS, labels={common.CLUSTER_LABEL: kopf.PRESENT})
-async def pod_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    _event(PODS, body, type, memo)
+# The core kinds a ServeCluster owns (plural -> API group), labelled with their cluster; their watches are filtered
+# server-side by OWNED (startup), so the operator never holds anyone else's pods or Secrets.
+OWNED_KINDS = {
+    PODS: "", SERVICES: "", SECRETS: "", INGRESSES: "networking.k8s.io", NETWORKPOLICIES: "networking.k8s.io",
+}
 
 
-@kopf.on.event("", "v1", SERVICES, labels={common.CLUSTER_LABEL: kopf.PRESENT})
-async def service_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    _event(SERVICES, body, type, memo)
+def _watch_owned(plural: str, group: str) -> None:
+    """An index handler (feeds the store) and an event handler (deletions, `synced`) for one owned kind."""
+    labels = {common.CLUSTER_LABEL: kopf.PRESENT}
+
+    @kopf.index(group, "v1", plural, labels=labels, id=f"{plural}_index")
+    async def owned_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        _index(plural, body, memo)
+
+    @kopf.on.event(group, "v1", plural, labels=labels, id=f"{plural}_event")
+    async def owned_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+        _event(plural, body, type, memo)
 
 
-@kopf.on.event("networking.k8s.io", "v1", INGRESSES, labels={common.CLUSTER_LABEL: kopf.PRESENT})
-async def ingress_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    _event(INGRESSES, body, type, memo)
+for _plural, _group in OWNED_KINDS.items():
+    _watch_owned(_plural, _group)

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from . import metrics, objects, plan
-from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, PODS, SERVICES
+from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, NETWORKPOLICIES, PODS, SECRETS, SERVICES
 from .cache import ORPHANS, Key, Store, app_cluster, deployment_app
 from .clients.dashboard import DashboardClient, DashboardError, DashboardRejected
-from .manifests import common
-from .snapshot import Rejection, Snapshot
+from .manifests import auth, common
+from .snapshot import Rejection, Snapshot, TokenSecret
 
 T = TypeVar("T")
 
@@ -38,34 +38,51 @@ async def timed(method: str, call: Awaitable[T]) -> T:
         metrics.DASHBOARD_SECONDS.labels(method).observe(time.monotonic() - start)
 
 
+def cluster_token(store: Store, namespace: str, cluster: str) -> str | None:
+    """The Ray auth token of a cluster, from its Secret in the store; None without one (auth Disabled)."""
+    return auth.token_of(store.get(SECRETS, namespace, common.token_secret_name(cluster)))
+
+
 @dataclass
 class DashboardPool:
-    """One dashboard client per cluster, replaced when the head pod (and so its IP) changes."""
+    """One dashboard client per cluster, replaced when the head pod (and so its IP) or the auth token changes."""
 
     timeout_s: float
-    _clients: dict[tuple[str, str], DashboardClient] = field(default_factory=dict)
+    _clients: dict[tuple[str, str], tuple[str | None, DashboardClient]] = field(default_factory=dict, repr=False)
+    """(namespace, cluster) -> (the digest of the client's token, the client)."""
 
-    async def for_head(self, namespace: str, cluster: str, head_ip: str) -> DashboardClient:
+    async def for_head(self, namespace: str, cluster: str, head_ip: str, token: str | None) -> DashboardClient:
         key = (namespace, cluster)
         url = f"http://{head_ip}:{common.DASHBOARD_PORT}"
+        fingerprint = auth.digest(token) if token else None
         current = self._clients.get(key)
-        if current is not None and current.base_url.rstrip("/") == url:
-            return current
+        if current is not None and current[1].base_url.rstrip("/") == url and current[0] == fingerprint:
+            return current[1]
         if current is not None:
-            await current.close()
+            await current[1].close()
         # One try per call: the reconcile loop itself is the retry, and a dead head must not stall it.
-        self._clients[key] = DashboardClient(url, timeout_s=self.timeout_s, retries=1)
-        return self._clients[key]
+        client = DashboardClient(url, timeout_s=self.timeout_s, retries=1, token=token)
+        self._clients[key] = (fingerprint, client)
+        return client
 
     async def forget(self, namespace: str, cluster: str) -> None:
-        client = self._clients.pop((namespace, cluster), None)
-        if client is not None:
-            await client.close()
+        current = self._clients.pop((namespace, cluster), None)
+        if current is not None:
+            await current[1].close()
 
     async def close(self) -> None:
-        for client in self._clients.values():
+        for _, client in self._clients.values():
             await client.close()
         self._clients.clear()
+
+
+def _token_secret(store: Store, namespace: str, cluster: str) -> TokenSecret | None:
+    name = common.token_secret_name(cluster)
+    secret = store.get(SECRETS, namespace, name)
+    if secret is None or objects.is_deleting(secret):
+        return None
+    token = auth.token_of(secret)
+    return TokenSecret(name=name, digest=auth.digest(token) if token else None)
 
 
 def _from_store(store: Store, key: Key) -> Snapshot:
@@ -87,6 +104,8 @@ def _from_store(store: Store, key: Key) -> Snapshot:
         pods=tuple(sorted(store.owned(PODS, namespace, name), key=objects.name)),
         services={objects.name(s): s for s in store.owned(SERVICES, namespace, name)},
         ingresses={objects.name(i): i for i in store.owned(INGRESSES, namespace, name)},
+        network_policies={objects.name(n): n for n in store.owned(NETWORKPOLICIES, namespace, name)},
+        token_secret=_token_secret(store, namespace, name) if name != ORPHANS else None,
         apps=tuple(sorted(apps, key=objects.name)),
         deployments=tuple(sorted(deployments, key=objects.name)),
     )
@@ -100,7 +119,8 @@ async def observe(store: Store, dashboards: DashboardPool, key: Key, rejection: 
     head_ip = ((head or {}).get("status") or {}).get("podIP")
     serve, error = None, None
     if snap.cluster is not None and not objects.is_deleting(snap.cluster) and head_ip:
-        client = await dashboards.for_head(snap.namespace, snap.name, head_ip)
+        token = cluster_token(store, snap.namespace, snap.name)
+        client = await dashboards.for_head(snap.namespace, snap.name, head_ip, token)
         try:
             serve = await timed("GET", client.get_applications())
         except DashboardError as problem:

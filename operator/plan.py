@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import objects
-from .manifests import common
+from .manifests import auth, common
 from .objects import Obj
 
 FINALIZER = "serveplane.dev/serve-cleanup"
@@ -34,14 +34,31 @@ class PodPlan:
     """Pod name -> why it goes."""
 
 
+def _token_digest(pod: Obj) -> str | None:
+    return (pod["metadata"].get("annotations") or {}).get(auth.DIGEST_ANNOTATION)
+
+
 def plan_pods(desired: list[Obj], observed: list[Obj]) -> PodPlan:
     """Pods to create and delete so that observed converges to desired.
 
     A pod whose spec changed is replaced in place, one at a time, and only while every other pod is ready:
     an upgrade never runs more pods than the spec asks for and never takes more than one away.
+
+    A pod whose auth token (its digest annotation) is not the wanted one is replaced together with every other
+    such pod, at once: Ray nodes with different tokens cannot talk, so a new worker could never join the old head.
+    Nothing is created while a pod with the old token still exists (terminating ones included).
     """
     want = {objects.name(p): p for p in desired}
+    wanted_digest = _token_digest(desired[0]) if desired else None
     have = {objects.name(p): p for p in observed}
+    old_token = {name for name, pod in have.items() if _token_digest(pod) != wanted_digest}
+    if old_token:
+        rotate = {
+            name: "the Ray auth token changed: every Ray pod is replaced at once (the Ray cluster restarts)"
+            for name in sorted(old_token)
+            if not objects.is_deleting(have[name])
+        }
+        return PodPlan(delete=rotate)
     create = [pod for name, pod in want.items() if name not in have]
     delete: dict[str, str] = {}
     for name, pod in have.items():

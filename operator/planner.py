@@ -15,7 +15,8 @@ from .actions import (
     Action,
     Apply,
     CreatePod,
-    DeleteIngress,
+    CreateSecret,
+    DeleteOwned,
     DeletePod,
     LabelPod,
     Plan,
@@ -25,11 +26,11 @@ from .actions import (
 )
 from .api.application import ServeApplicationStatus
 from .api.base import StatusModel
-from .api.cluster import ServeClusterSpec, ServeClusterStatus
+from .api.cluster import AuthMode, ServeClusterSpec, ServeClusterStatus
 from .api.deployment import ServeDeploymentStatus
-from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, SERVICES
+from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, NETWORKPOLICIES, SECRETS, SERVICES
 from .compose import Composition, compose, serve_view, validation_message
-from .manifests import common, network, pods
+from .manifests import auth, common, netpol, network, pods
 from .objects import Obj
 from .snapshot import Snapshot
 
@@ -45,8 +46,9 @@ def _status(snap: Snapshot, kind: str, obj: Obj, new: dict[str, Any]) -> list[Ac
     return [] if patch is None else [WriteStatus(kind, objects.name(obj), patch)]
 
 
-def plan_round(snap: Snapshot, *, image: str) -> Plan:
-    """The actions of one round for one cluster loop."""
+def plan_round(snap: Snapshot, *, image: str, access: netpol.Access | None = None) -> Plan:
+    """The actions of one round for one cluster loop; `access`: who the NetworkPolicy lets in besides the
+    cluster's own pods (the operator's settings)."""
     cluster = snap.cluster
     if cluster is None or objects.is_deleting(cluster):
         return _without_cluster(snap)
@@ -54,7 +56,7 @@ def plan_round(snap: Snapshot, *, image: str) -> Plan:
         spec = ServeClusterSpec.model_validate(objects.spec(cluster))
     except ValidationError as error:
         return Plan(actions=tuple(_status(snap, CLUSTERS, cluster, _invalid(cluster, validation_message(error)))))
-    return _with_cluster(snap, cluster, spec, image)
+    return _with_cluster(snap, cluster, spec, image, access or netpol.Access())
 
 
 def _without_cluster(snap: Snapshot) -> Plan:
@@ -89,18 +91,46 @@ def _owned(snap: Snapshot, kind: str, wanted: Obj, live: dict[str, Obj]) -> list
     return [] if plan.covers(live.get(objects.name(wanted)), wanted) else [Apply(kind, wanted)]
 
 
-def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: str) -> Plan:
+def _token(snap: Snapshot, spec: ServeClusterSpec, uid: str) -> tuple[list[Action], str | None, bool]:
+    """The token Secret's actions, the digest the Ray pods must carry, and whether pods wait for the Secret."""
+    secret = snap.token_secret
+    if spec.auth.mode is not AuthMode.TOKEN:
+        return ([DeleteOwned(SECRETS, secret.name)] if secret else []), None, False
+    if secret is None:
+        return [CreateSecret(auth.token_secret(cluster=snap.name, namespace=snap.namespace, uid=uid))], None, True
+    if secret.digest is None:
+        # Someone emptied it: it goes, and the next round makes a new one (a rotation).
+        return [DeleteOwned(SECRETS, secret.name)], None, True
+    return [], secret.digest, False
+
+
+def _network_policy(snap: Snapshot, spec: ServeClusterSpec, uid: str, access: netpol.Access) -> list[Action]:
+    if spec.network_policy.enabled:
+        wanted = netpol.network_policy(cluster=snap.name, namespace=snap.namespace, uid=uid, spec=spec, access=access)
+        return _owned(snap, NETWORKPOLICIES, wanted, snap.network_policies)
+    name = common.network_policy_name(snap.name)
+    return [DeleteOwned(NETWORKPOLICIES, name)] if name in snap.network_policies else []
+
+
+def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: str, access: netpol.Access) -> Plan:
     name, namespace, uid = snap.name, snap.namespace, objects.uid(cluster)
     actions: list[Action] = []
     actions += _owned(snap, SERVICES, network.head_service(cluster=name, namespace=namespace, uid=uid), snap.services)
     serve_svc = network.serve_service(cluster=name, namespace=namespace, uid=uid, spec=spec)
     actions += _owned(snap, SERVICES, serve_svc, snap.services)
+    actions += _network_policy(snap, spec, uid, access)
+    token_actions, digest, wait_for_token = _token(snap, spec, uid)
+    actions += token_actions
 
     desired = [pods.head_pod(cluster=name, namespace=namespace, uid=uid, spec=spec, image=image)]
     desired += pods.worker_pods(cluster=name, namespace=namespace, uid=uid, spec=spec, image=image)
-    todo = plan.plan_pods(desired, list(snap.pods))
-    actions += [CreatePod(pod) for pod in todo.create]
-    actions += [DeletePod(pod_name, why) for pod_name, why in todo.delete.items()]
+    if digest is not None:
+        for pod in desired:
+            pod["metadata"].setdefault("annotations", {})[auth.DIGEST_ANNOTATION] = digest
+    if not wait_for_token:  # no Ray pod starts without its token
+        todo = plan.plan_pods(desired, list(snap.pods))
+        actions += [CreatePod(pod) for pod in todo.create]
+        actions += [DeletePod(pod_name, why) for pod_name, why in todo.delete.items()]
 
     head = plan.live_head(snap.pods, name)
     head_ip = ((head or {}).get("status") or {}).get("podIP")
@@ -116,7 +146,7 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
     if ingress is not None:
         actions += _owned(snap, INGRESSES, ingress, snap.ingresses)
     elif common.serve_service_name(name) in snap.ingresses:
-        actions.append(DeleteIngress(common.serve_service_name(name)))
+        actions.append(DeleteOwned(INGRESSES, common.serve_service_name(name)))
     serve_apps = plan.serve_app_names(serve)
     for app in snap.apps:
         wanted = plan.finalizers_to_set(app, serve_apps)

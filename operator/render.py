@@ -1,7 +1,9 @@
 """PURE: a dry run. For resources in YAML, the Kubernetes objects and Serve config the operator would create.
 
 Nothing is contacted: objects get placeholder UIDs, and no Serve status is known, so ServeDeployments wait
-for their application's first build exactly as they would on a new cluster.
+for their application's first build exactly as they would on a new cluster. No auth token exists either: the
+token Secret is listed without data (the operator generates the token when it creates it), and pods only
+reference it.
 """
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import objects
-from .api.cluster import ServeClusterSpec
+from .api.cluster import AuthMode, ServeClusterSpec
 from .compose import Composition, compose, validation_message
-from .manifests import network, pods
+from .manifests import auth, netpol, network, pods
 from .objects import Obj
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
@@ -27,7 +29,7 @@ def _of_kind(docs: list[Obj], kind: str) -> list[Obj]:
     return [_with_defaults(d) for d in docs if d and d.get("kind") == kind]
 
 
-def render(docs: list[Obj], default_image: str) -> list[tuple[str, Any]]:
+def render(docs: list[Obj], default_image: str, access: netpol.Access | None = None) -> list[tuple[str, Any]]:
     """(title, content) sections: per ServeCluster its objects, then its Serve config and the verdicts."""
     sections: list[tuple[str, Any]] = []
     apps, sdeps = _of_kind(docs, "ServeApplication"), _of_kind(docs, "ServeDeployment")
@@ -49,6 +51,10 @@ def render(docs: list[Obj], default_image: str) -> list[tuple[str, Any]]:
         routes = [a["route_prefix"] for a in composition.config["applications"]]
         ingress = network.ingress(**args, spec=spec, routes=routes)
         built += [ingress] if ingress else []
+        if spec.network_policy.enabled:
+            built.append(netpol.network_policy(**args, spec=spec, access=access or netpol.Access()))
+        if spec.auth.mode is AuthMode.TOKEN:
+            built.append(auth.token_secret(**args))
         sections.append((f"Kubernetes objects of ServeCluster {namespace}/{name}", built))
         serve_title = f"Serve config (PUT /api/serve/applications/, hash {composition.config_hash})"
         sections.append((serve_title, composition.config))

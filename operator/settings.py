@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .manifests import netpol
 
 T = TypeVar("T")
 
@@ -41,6 +44,20 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch; empty means the whole cluster."""
     log_level: str = "INFO"
+    operator_namespace: str = netpol.Access.operator_namespace
+    """Where the operator's pods run: the Ray pods' NetworkPolicy lets them reach Ray's ports."""
+    operator_pod_labels: dict[str, str] = field(default_factory=lambda: netpol.Access().operator_pod_labels)
+    """Labels of the operator's pods (a JSON object), for the same NetworkPolicy rule."""
+    ray_metrics_sources: tuple[dict[str, Any], ...] = ()
+    """NetworkPolicyPeers (a JSON list) that may scrape the Ray pods' metrics port, e.g. Prometheus's namespace."""
+
+    @property
+    def access(self) -> netpol.Access:
+        return netpol.Access(
+            operator_namespace=self.operator_namespace,
+            operator_pod_labels=dict(self.operator_pod_labels),
+            metrics_sources=self.ray_metrics_sources,
+        )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -58,4 +75,21 @@ class Settings:
             health_port=_read(env, "SERVEPLANE_HEALTH_PORT", int, d.health_port, port),
             namespaces=spaces,
             log_level=_read(env, "SERVEPLANE_LOG_LEVEL", str.upper, d.log_level, levels.__contains__),
+            operator_namespace=_read(env, "SERVEPLANE_OPERATOR_NAMESPACE", str, d.operator_namespace, bool),
+            operator_pod_labels=_read(
+                env, "SERVEPLANE_OPERATOR_POD_LABELS", json.loads, d.operator_pod_labels, _is_labels
+            ),
+            ray_metrics_sources=tuple(
+                _read(env, "SERVEPLANE_RAY_METRICS_SOURCES", json.loads, list(d.ray_metrics_sources), _is_peers)
+            ),
         )
+
+
+def _is_labels(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
+
+
+def _is_peers(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(peer, dict) and peer for peer in value)

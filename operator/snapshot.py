@@ -18,6 +18,15 @@ class Rejection:
 
 
 @dataclass(frozen=True)
+class TokenSecret:
+    """The cluster's token Secret as the planner sees it: only the token's digest, never the token."""
+
+    name: str
+    digest: str | None
+    """None: the Secret holds no usable token."""
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """One cluster loop's world: a ServeCluster (or its absence) and everything on it, plus Serve's report."""
 
@@ -29,6 +38,9 @@ class Snapshot:
     services: dict[str, Obj] = field(default_factory=dict)
     """The cluster's own Services, by name."""
     ingresses: dict[str, Obj] = field(default_factory=dict)
+    network_policies: dict[str, Obj] = field(default_factory=dict)
+    token_secret: TokenSecret | None = None
+    """The cluster's `<cluster>-ray-token` Secret, if the store has it."""
     apps: tuple[Obj, ...] = ()
     """The ServeApplications that name this cluster, deleted ones included."""
     deployments: tuple[Obj, ...] = ()

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
@@ -41,6 +41,8 @@ class AgentSettings:
     http_port: int
     dashboard_port: int | None  # head only
     node_ip: str
+    auth_token: str | None = field(default=None, repr=False)
+    """Ray's auth token (RAY_AUTH_TOKEN under RAY_AUTH_MODE=token): the dashboard refuses requests without it."""
 
 
 class Checker:
@@ -52,7 +54,11 @@ class Checker:
 
     async def _dashboard_up(self) -> bool:
         assert self._settings.dashboard_port is not None
-        result = await httpcheck.get("127.0.0.1", self._settings.dashboard_port, "/api/ray/version", CHECK_TIMEOUT_S)
+        token = self._settings.auth_token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        result = await httpcheck.get(
+            "127.0.0.1", self._settings.dashboard_port, "/api/ray/version", CHECK_TIMEOUT_S, headers=headers
+        )
         return result.outcome is HttpOutcome.ANSWERED and result.status == 200
 
     async def _proxy(self) -> httpcheck.HttpResult:

@@ -48,6 +48,13 @@ def ray_env(environ: Mapping[str, str], *, temp: str, ray_drain_s: float) -> dic
     return env
 
 
+def auth_token(environ: Mapping[str, str]) -> str | None:
+    """Ray's auth token when token authentication is on (the operator sets both from the cluster's Secret)."""
+    if environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return None
+    return environ.get("RAY_AUTH_TOKEN", "").strip() or None
+
+
 class Runtime:
     def __init__(self, args: cli.RuntimeArgs, temp: str, environ: Mapping[str, str]) -> None:
         self.args = args
@@ -66,7 +73,10 @@ class Runtime:
             state=self.state,
         )
         app = create_app(
-            settings=AgentSettings(http_port=args.http_port, dashboard_port=args.dashboard_port, node_ip=self.node_ip),
+            settings=AgentSettings(
+                http_port=args.http_port, dashboard_port=args.dashboard_port, node_ip=self.node_ip,
+                auth_token=auth_token(environ),
+            ),
             state=self.state,
             drainer=drainer,
             metrics=AgentMetrics(role=args.role, node_ip=self.node_ip, cluster=environ.get("SERVEPLANE_CLUSTER", "")),

@@ -51,13 +51,17 @@ def parse_response(raw: bytes) -> tuple[int, str]:
     return int(parts[1]), body.decode(errors="replace")
 
 
-async def get(host: str, port: int, path: str, timeout_s: float) -> HttpResult:
+async def get(
+    host: str, port: int, path: str, timeout_s: float, *, headers: dict[str, str] | None = None
+) -> HttpResult:
     """GET http://host:port/path within timeout_s; never raises for network trouble."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     writer = None
     try:
         async with asyncio.timeout(timeout_s):
             reader, writer = await asyncio.open_connection(host, port)
-            writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: serveplane-agent\r\n\r\n".encode())
+            request = f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: serveplane-agent\r\n{extra}\r\n"
+            writer.write(request.encode())
             await writer.drain()
             raw = await reader.read(_MAX_BYTES)
             while raw and len(raw) < _MAX_BYTES:

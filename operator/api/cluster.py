@@ -72,6 +72,10 @@ class PodTemplateMetadata(ApiModel):
     annotations: dict[str, str] | None = Field(default=None, description="Annotations added to the pods.")
 
 
+RAY_CONTAINER = "ray"
+# The Pod spec lists a podTemplate merges by name, and the Ray container's lists it merges by a key of theirs.
+POD_SPEC_NAMED_LISTS = ("volumes", "initContainers", "containers")
+RAY_CONTAINER_KEYED_LISTS = {"env": "name", "ports": "name", "volumeMounts": "mountPath"}
 POD_TEMPLATE_SPEC_DOC = (
     "Fields of a Pod spec merged into the operator's (nodeSelector, tolerations, affinity, priorityClassName, "
     "serviceAccountName, volumes, initContainers, ...). Objects merge key by key, the template winning; "
@@ -91,13 +95,22 @@ class PodTemplate(ApiModel):
 
     @field_validator("spec")
     @classmethod
-    def _ray_quantities(cls, spec: dict[str, Any] | None) -> dict[str, Any] | None:
-        # The Ray container's resources here also become `ray start` flags, so they are checked as the node's are.
-        containers = (spec or {}).get("containers")
-        for container in containers if isinstance(containers, list) else []:
-            if isinstance(container, dict) and container.get("name") == "ray":
+    def _mergeable(cls, spec: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Lists merged entry by entry hold objects, and the Ray container's resources are quantities (they imply
+        `ray start` flags): checked here so that a bad template is reported, not fed to the pod builder."""
+        for field in POD_SPEC_NAMED_LISTS:
+            _objects((spec or {}).get(field, []), field)
+        for container in (spec or {}).get("containers", []):
+            if container.get("name") == RAY_CONTAINER:
+                for field in RAY_CONTAINER_KEYED_LISTS:
+                    _objects(container.get(field, []), f"containers[{RAY_CONTAINER}].{field}")
                 _check_quantities(container.get("resources"))
         return spec
+
+
+def _objects(value: Any, where: str) -> None:
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ValueError(f"{where} must be a list of objects")
 
 
 def _pod_template_field(pods: str) -> Any:
@@ -139,16 +152,18 @@ class AuthSpec(ApiModel):
         default=AuthMode.TOKEN,
         description="Token (the default): Ray's token authentication on every node, the token in a Secret the "
         "operator makes (<cluster>-ray-token, key `token`); the dashboard, the Jobs API and Ray's RPCs refuse "
-        "requests without it. Disabled: anyone who reaches a head can run code on the cluster.",
+        "requests without it, while Serve's HTTP and gRPC proxies stay open to users. Deleting the Secret rotates "
+        "the token and restarts every Ray pod at once. Disabled: anyone who reaches a head can run code on the "
+        "cluster.",
     )
 
 
 class NetworkPolicySpec(ApiModel):
     enabled: bool = Field(
         default=True,
-        description="Create a NetworkPolicy that lets only the cluster's own pods and the operator reach Ray's "
-        "GCS, dashboard, client, agent and metrics ports, while Serve's HTTP and gRPC ports stay open to all. "
-        "Enforced only by a CNI that implements NetworkPolicy.",
+        description="Create a NetworkPolicy (<cluster>-ray) that lets only the cluster's own pods and the "
+        "operator reach Ray's GCS, dashboard, client, agent and metrics ports, while Serve's HTTP and gRPC ports "
+        "stay open to all. Enforced only by a CNI that implements NetworkPolicy (Calico, Cilium, ...).",
     )
 
 

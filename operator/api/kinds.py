@@ -111,3 +111,4 @@ KINDS: tuple[Kind, ...] = (SERVE_CLUSTER, SERVE_APPLICATION, SERVE_DEPLOYMENT)
 # The plurals the operator's store and planner key objects by: its own kinds, and the core kinds it owns.
 CLUSTERS, APPS, DEPLOYMENTS = SERVE_CLUSTER.plural, SERVE_APPLICATION.plural, SERVE_DEPLOYMENT.plural
 PODS, SERVICES, INGRESSES = "pods", "services", "ingresses"
+SECRETS, NETWORKPOLICIES = "secrets", "networkpolicies"

@@ -11,7 +11,9 @@ Errors, as a tree:
   ├── DashboardUnavailable        no usable answer: connection refused/reset, timeout, or 5xx once the retries are
   │                               used up (501 "Serve not installed" is not retried: it cannot heal by itself)
   └── DashboardRejected           4xx: the request itself is wrong, so it is never retried; `.status` and `.message`
-                                  (for 400 this is Serve's or pydantic's own text, e.g. a duplicate route_prefix)
+      │                           (for 400 this is Serve's or pydantic's own text, e.g. a duplicate route_prefix)
+      └── DashboardUnauthorized   401 (no token sent) or 403 (a wrong token) from Ray's token authentication: not a
+                                  verdict on the request's content
 
 Connection errors, timeouts and 5xx are retried with exponential backoff (backoff_s, 2*backoff_s, ... capped at
 _MAX_BACKOFF_S). Retrying the PUT is safe because it is declarative: sending the same config twice is a no-op.
@@ -53,6 +55,10 @@ class DashboardRejected(DashboardError):
         self.message = message
 
 
+class DashboardUnauthorized(DashboardRejected):
+    """Ray's token authentication refused the request: no token (401) or not the cluster's token (403)."""
+
+
 class _RetryableStatus(Exception):
     """Internal: a 5xx answer worth another try."""
 
@@ -64,6 +70,8 @@ class _RetryableStatus(Exception):
 class DashboardClient:
     """Talks to one Ray cluster's dashboard, e.g. `http://raycluster-head-svc.ns.svc:8265`.
 
+    `token` is the cluster's Ray auth token, sent as `Authorization: Bearer <token>` (Ray's token authentication);
+    None sends none. It is kept out of the client's repr and log lines.
     `retries` counts the extra attempts after the first one. A `session` passed in is borrowed: `close()` leaves
     it open for its owner (tests and callers sharing one connection pool); otherwise the client owns its own.
     """
@@ -76,6 +84,7 @@ class DashboardClient:
         retries: int = 3,
         backoff_s: float = 0.5,
         session: aiohttp.ClientSession | None = None,
+        token: str | None = None,
     ) -> None:
         url = URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
@@ -91,6 +100,10 @@ class DashboardClient:
         self._session = session
         self._owns_session = session is None
         self._closed = False
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def __repr__(self) -> str:
+        return f"DashboardClient({self._base_url!r}, token={'set' if self._headers else 'none'})"
 
     @property
     def base_url(self) -> str:
@@ -154,12 +167,14 @@ class DashboardClient:
 
     async def _attempt(self, method: str, url: str, body: dict[str, Any] | None) -> str:
         session = self._get_session()
-        async with session.request(method, url, json=body, timeout=self._timeout) as response:
+        async with session.request(method, url, json=body, timeout=self._timeout, headers=self._headers) as response:
             # A proxy in front may answer in any encoding; never let decoding hide the status.
             text = await response.text(errors="replace")
             status = response.status
         if 200 <= status < 300:
             return text
+        if status in (401, 403):
+            raise DashboardUnauthorized(status, text)
         if 400 <= status < 500:
             raise DashboardRejected(status, text)
         if status == 501:

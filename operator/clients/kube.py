@@ -28,6 +28,11 @@ JSON = "application/json"
 
 Obj = dict[str, Any]
 
+# The API group of each owned kind (plural) the operator writes.
+GROUPS = {
+    "pods": "", "services": "", "secrets": "", "ingresses": "networking.k8s.io", "networkpolicies": "networking.k8s.io",
+}
+
 
 class KubeError(Exception):
     """The API server refused a request; `status` is its HTTP code, `body` its answer."""
@@ -140,19 +145,23 @@ class Kube:
         path = _path("", "v1", namespace, "pods", name)
         return await self.request("PATCH", path, {"metadata": {"labels": labels}}, content_type=MERGE, tolerate=(404,))
 
-    # Owned Services and Ingress
+    # Owned Services, Ingress, NetworkPolicy and Secret
     async def apply(self, kind: str, obj: Obj) -> Obj | None:
-        """Server-side apply of a Service (`services`) or an Ingress (`ingresses`)."""
+        """Server-side apply of a Service, an Ingress or a NetworkPolicy (by plural)."""
         meta = obj["metadata"]
-        group = "" if kind == "services" else "networking.k8s.io"
-        path = _path(group, "v1", meta["namespace"], kind, meta["name"])
+        path = _path(GROUPS[kind], "v1", meta["namespace"], kind, meta["name"])
         # JSON is YAML: the apply content type takes it as it is.
         return await self.request(
             "PATCH", path, obj, content_type=APPLY, params={"fieldManager": FIELD_MANAGER, "force": "true"}
         )
 
-    async def delete_ingress(self, namespace: str, name: str) -> None:
-        await self.request("DELETE", _path("networking.k8s.io", "v1", namespace, "ingresses", name), tolerate=(404,))
+    async def create(self, kind: str, obj: Obj) -> Obj | None:
+        """POST a new object; None when one by that name exists already (409): its watch event tells the rest."""
+        path = _path(GROUPS[kind], "v1", obj["metadata"]["namespace"], kind)
+        return await self.request("POST", path, obj, tolerate=(409,))
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        await self.request("DELETE", _path(GROUPS[kind], "v1", namespace, kind, name), tolerate=(404,))
 
     # Events
     async def post_event(self, obj: Obj, type: str, reason: str, message: str) -> None:

@@ -29,6 +29,15 @@ def serve_service_name(cluster: str) -> str:
     return f"{cluster}-serve"
 
 
+def token_secret_name(cluster: str) -> str:
+    """The Secret holding the cluster's Ray auth token (key `token`), made by the operator."""
+    return f"{cluster}-ray-token"
+
+
+def network_policy_name(cluster: str) -> str:
+    return f"{cluster}-ray"
+
+
 def head_pod_name(cluster: str) -> str:
     return f"{cluster}-head"
 

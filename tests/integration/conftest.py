@@ -8,6 +8,7 @@ else runs on the same machine.
 import ctypes
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -38,6 +39,10 @@ class RayHead:
     serve_port: int
     temp_dir: Path
     startup_s: float
+    auth_token: str | None = None
+    """Set when the head runs Ray's token authentication (RAY_AUTH_MODE=token): the dashboard wants it."""
+    grpc_port: int = 0
+    """A free port for Serve's gRPC proxy (grpc_options.port), if a test starts one."""
 
     @property
     def serve_url(self) -> str:
@@ -113,9 +118,11 @@ def _die_with_parent() -> None:
     libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _dashboard_up(url: str) -> bool:
+def _dashboard_up(url: str, token: str | None = None) -> bool:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url + "/api/ray/version", timeout=2) as response:
+        request = urllib.request.Request(url + "/api/ray/version", headers=headers)
+        with urllib.request.urlopen(request, timeout=2) as response:
             return response.status == 200 and "ray_version" in json.loads(response.read())
     except (OSError, ValueError, urllib.error.URLError):
         return False
@@ -130,10 +137,22 @@ def _log_tail(path: Path, lines: int = 40) -> str:
 
 @pytest.fixture(scope="session")
 def ray_head() -> Iterator[RayHead]:
+    yield from _ray_head(auth_token=None)
+
+
+@pytest.fixture(scope="session")
+def ray_head_with_token() -> Iterator[RayHead]:
+    """A second head, under Ray's token authentication (RAY_AUTH_MODE=token, the token in RAY_AUTH_TOKEN), as the
+    operator runs every cluster by default. The only other head of the suite: keep its users few."""
+    # Ray's own token format (`ray get-auth-token --generate`): 32 random bytes, hex.
+    yield from _ray_head(auth_token=secrets.token_hex(32))
+
+
+def _ray_head(auth_token: str | None) -> Iterator[RayHead]:
     ray = _ray_cli()
     # Short on purpose: Ray puts AF_UNIX sockets under it, and those paths are limited to ~107 bytes.
     temp_dir = Path(tempfile.mkdtemp(prefix="spray-", dir="/tmp"))
-    gcs_port, dashboard_port, serve_port, client_port, agent_port = _free_ports(5)
+    gcs_port, dashboard_port, serve_port, client_port, agent_port, grpc_port = _free_ports(6)
     command = [
         ray, "start", "--head", "--block",
         "--temp-dir", str(temp_dir),
@@ -148,8 +167,12 @@ def ray_head() -> Iterator[RayHead]:
         "--include-dashboard", "true",
         "--disable-usage-stats",
     ]
-    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS" and not key.startswith("RAY_AUTH_")}
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    if auth_token is not None:
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=auth_token)
+    else:
+        env["RAY_AUTH_MODE"] = "disabled"  # explicit: a token file in ~/.ray would otherwise switch it on
     # Ray's dashboard leaves multiprocessing dirs (pymp-*) behind when killed: keep them inside temp_dir.
     env["TMPDIR"] = str(temp_dir)
     log_path = temp_dir / "ray-start.log"
@@ -164,7 +187,7 @@ def ray_head() -> Iterator[RayHead]:
         )
     dashboard_url = f"http://127.0.0.1:{dashboard_port}"
     try:
-        while not _dashboard_up(dashboard_url):
+        while not _dashboard_up(dashboard_url, auth_token):
             if proc.poll() is not None:
                 pytest.fail(f"ray start exited with {proc.returncode}:\n{_log_tail(log_path)}")
             if time.monotonic() - started > _STARTUP_TIMEOUT_S:
@@ -175,6 +198,8 @@ def ray_head() -> Iterator[RayHead]:
             serve_port=serve_port,
             temp_dir=temp_dir,
             startup_s=time.monotonic() - started,
+            auth_token=auth_token,
+            grpc_port=grpc_port,
         )
     finally:
         survivors = _kill_session(proc)
@@ -186,7 +211,7 @@ def ray_head() -> Iterator[RayHead]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Whatever uses a Ray head is a `ray` test, so `-m "not ray"` skips it without each test carrying the mark.
     for item in items:
-        if "ray_head" in getattr(item, "fixturenames", ()):
+        if {"ray_head", "ray_head_with_token"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.ray)
 
 

@@ -85,6 +85,10 @@ def by_kind(docs: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, 
     return {(d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]): d for d in docs}
 
 
+# A NetworkPolicyPeer for the chart's networkPolicy.metricsSources: Prometheus's namespace.
+PROMETHEUS = '{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}'
+
+
 def rules_file() -> list[dict[str, Any]]:
     return yaml.safe_load(RULES_FILE.read_text())
 
@@ -219,7 +223,10 @@ def test_template_with_default_values(helm: Helm, controlplane: ControlPlane) ->
     env = pod_env(container, "serveplane-7d9f8-x2k4q", ns)
     assert setting_envs() <= set(env), setting_envs() - set(env)
     settings, defaults = Settings.from_env(env), Settings()
-    assert settings == dataclasses.replace(defaults, default_image="serveplane/runtime:0.1.0")
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    assert settings == dataclasses.replace(
+        defaults, default_image="serveplane/runtime:0.1.0", operator_pod_labels=selector
+    ), "the Ray pods' NetworkPolicies select the operator's pods by the Deployment's selector"
     assert settings.namespaces == ()
     # Leader election: the Lease in the release's namespace, the pod's name as identity, the module's timing.
     wanted = leader_election.LeaseConfig(namespace=ns, identity="serveplane-7d9f8-x2k4q")
@@ -277,6 +284,8 @@ def test_template_with_namespaces_and_monitors(
         "--set", f"watchNamespaces={{{','.join(watched)}}}", "--set", "serviceMonitor.enabled=true",
         "--set", "podMonitor.enabled=true", "--set", "serviceMonitor.labels.release=prometheus",
         "--set", "logLevel=DEBUG", "--set", "polling.slowSeconds=30", "--set", "metrics.port=9090",
+        "--set", "networkPolicy.operatorPodLabels.app=ops",
+        "--set-json", f"networkPolicy.metricsSources=[{PROMETHEUS}]",
         namespace=ns,
     )
     objects = by_kind(docs)
@@ -295,6 +304,9 @@ def test_template_with_namespaces_and_monitors(
     settings = Settings.from_env(env)
     assert (settings.namespaces, settings.log_level, settings.poll_slow_s, settings.metrics_port) == (
         tuple(watched), "DEBUG", 30.0, 9090)
+    assert settings.operator_namespace == ns
+    assert settings.operator_pod_labels == {"app": "ops"}
+    assert settings.ray_metrics_sources == (json.loads(PROMETHEUS),)
     assert {p["name"]: p["containerPort"] for p in operator_container(docs)["ports"]}["metrics"] == 9090
 
     monitor = objects[("ServiceMonitor", ns, RELEASE)]
@@ -503,6 +515,13 @@ def test_install_run_the_operator_as_the_release_and_uninstall(
                 wait_for(f"pod {pod}", lambda pod=pod: get(cp, "pod", pod, apps_ns))
             for service in ("demo-head", "demo-serve"):
                 wait_for(f"Service {service}", lambda service=service: get(cp, "service", service, apps_ns))
+            # The release's RBAC lets it make the token Secret and the NetworkPolicy, which lets the release's own
+            # pods (its namespace, its selector labels) reach Ray's ports.
+            wait_for("the token Secret", lambda: get(cp, "secret", "demo-ray-token", apps_ns))
+            policy = wait_for("the NetworkPolicy", lambda: get(cp, "networkpolicy", "demo-ray", apps_ns))
+            peer = policy["spec"]["ingress"][2]["from"][0]
+            assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": release_ns}
+            assert peer["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
             cluster = wait_for("the ServeCluster's status", lambda: (lambda o: o if condition(o, "Ready") else None)(
                 get(cp, "scl", "demo", apps_ns)))
             assert cluster["status"]["observedGeneration"] == cluster["metadata"]["generation"]

@@ -6,7 +6,13 @@ from pydantic import ValidationError
 
 from serveplane.operator.api.application import ServeApplicationSpec, ServeApplicationStatus
 from serveplane.operator.api.base import API_VERSION, Condition, ConditionStatus
-from serveplane.operator.api.cluster import ProxyLocation, ServeClusterSpec, ServeClusterStatus, WorkerGroupSpec
+from serveplane.operator.api.cluster import (
+    AuthMode,
+    ProxyLocation,
+    ServeClusterSpec,
+    ServeClusterStatus,
+    WorkerGroupSpec,
+)
 from serveplane.operator.api.deployment import (
     AutoscalingConfig,
     InlineDeployment,
@@ -76,8 +82,11 @@ def test_cluster_spec_round_trips_with_camelcase_nested_names():
         "service": {"type": "LoadBalancer", "annotations": {"a": "b"}},
         "ingress": {"enabled": True, "className": "nginx", "host": "h.example.com",
                     "tls": [{"hosts": ["h.example.com"], "secretName": "tls"}], "annotations": {}},
+        "auth": {"mode": "Disabled"},
+        "networkPolicy": {"enabled": False},
     }
     spec = ServeClusterSpec.model_validate(wire)
+    assert spec.auth.mode is AuthMode.DISABLED and not spec.network_policy.enabled
     assert spec.serve.proxy_location is ProxyLocation.HEAD_ONLY
     assert spec.serve.request_timeout_s == 30.0
     assert spec.worker_groups[0].pod_template.metadata.labels == {"team": "ml"}
@@ -93,6 +102,8 @@ def test_cluster_spec_defaults():
     assert spec.worker_groups == []
     assert spec.ingress.enabled is False
     assert spec.service.type.value == "ClusterIP"
+    assert spec.auth.mode is AuthMode.TOKEN, "Ray's token authentication is on unless turned off"
+    assert spec.network_policy.enabled is True
 
 
 def test_deployment_spec_wire_names():

@@ -17,6 +17,7 @@ from serveplane.operator.clients.dashboard import (
     DashboardClient,
     DashboardError,
     DashboardRejected,
+    DashboardUnauthorized,
     DashboardUnavailable,
 )
 
@@ -34,6 +35,7 @@ class Seen:
     path: str
     body: str
     at: float
+    authorization: str | None = None
 
 
 @dataclass
@@ -45,7 +47,9 @@ class FakeDashboard:
     seen: list[Seen] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.seen.append(Seen(request.method, request.path, await request.text(), time.monotonic()))
+        seen = Seen(request.method, request.path, await request.text(), time.monotonic())
+        seen.authorization = request.headers.get("Authorization")
+        self.seen.append(seen)
         reply = self.script[min(len(self.seen), len(self.script)) - 1]
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
@@ -192,3 +196,25 @@ async def test_borrowed_session_is_left_open_on_close(dashboard: FakeDashboard) 
 def test_bad_base_url_is_refused(url: str) -> None:
     with pytest.raises(ValueError):
         DashboardClient(url)
+
+
+async def test_the_token_goes_in_a_bearer_header_and_nowhere_else(dashboard: FakeDashboard) -> None:
+    dashboard.script = [Reply(200, "{}")]
+    async with fast_client(dashboard.url, token="s3cr3t-token") as client:
+        await client.get_version()
+        await client.put_applications({"applications": []})
+        assert "s3cr3t-token" not in repr(client)
+    assert [s.authorization for s in dashboard.seen] == ["Bearer s3cr3t-token"] * 2
+    async with fast_client(dashboard.url) as client:
+        await client.get_version()
+    assert dashboard.seen[-1].authorization is None
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_an_auth_refusal_is_unauthorized_and_not_retried(dashboard: FakeDashboard, status: int) -> None:
+    dashboard.script = [Reply(status, "Unauthorized: Missing authentication token")]
+    async with fast_client(dashboard.url, token="wrong") as client:
+        with pytest.raises(DashboardUnauthorized) as caught:
+            await client.get_applications()
+    assert caught.value.status == status and isinstance(caught.value, DashboardRejected)
+    assert len(dashboard.seen) == 1

@@ -7,7 +7,7 @@ import pytest
 
 from serveplane.operator import plan
 from serveplane.operator.api.cluster import ServeClusterSpec
-from serveplane.operator.manifests import common, pods
+from serveplane.operator.manifests import auth, common, pods
 
 UID = "cluster-uid"
 
@@ -120,6 +120,51 @@ def test_no_replacement_while_an_unwanted_pod_is_still_going(k8s):
     have = [k8s.observed(p) for p in old]
     todo = plan.plan_pods(new, have)
     assert list(todo.delete) == ["demo-worker-cpu-1"]  # scale down first, no replacement in the same round
+
+
+def with_digest(pods_: list[dict[str, Any]], digest: str | None) -> list[dict[str, Any]]:
+    """The desired pods as the planner stamps them with the token's digest (None: auth Disabled)."""
+    for pod in pods_:
+        if digest is not None:
+            pod["metadata"]["annotations"][auth.DIGEST_ANNOTATION] = digest
+    return pods_
+
+
+ROTATE = "the Ray auth token changed"
+
+# (old digest, new digest, observed pods' states, expected deletions, expected creations)
+TOKEN_CASES = {
+    "same token: nothing": ("d1", "d1", ["ready"] * 3, [], []),
+    "new token: every pod at once, not one at a time": (
+        "d1", "d2", ["ready"] * 3, ["demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"], []),
+    "new token while pods are not ready: still every pod": (
+        "d1", "d2", ["ready", "unready", "unready"], ["demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"], []),
+    "auth switched on (old pods carry no digest)": (
+        None, "d2", ["ready"] * 3, ["demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"], []),
+    "auth switched off": (
+        "d1", None, ["ready"] * 3, ["demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"], []),
+    "old-token pods terminating: no new pod yet, even where a name is free": (
+        "d1", "d2", ["deleting", "deleting", "gone"], [], []),
+    "old pods gone: the missing ones are created with the new token": (
+        "d1", "d2", ["gone", "gone", "gone"], [], ["demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"]),
+    "new-token pods partly back: the rest are created": (
+        "d2", "d2", ["ready", "gone", "gone"], [], ["demo-worker-cpu-0", "demo-worker-cpu-1"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TOKEN_CASES))
+def test_a_token_change_replaces_every_ray_pod_at_once(k8s, case):
+    old_digest, new_digest, states, deleted, created = TOKEN_CASES[case]
+    old, new = with_digest(desired(), old_digest), with_digest(desired(), new_digest)
+    have = [
+        k8s.observed(pod, ready=state != "unready", deleting=state == "deleting")
+        for pod, state in zip(old, states, strict=True)
+        if state != "gone"
+    ]
+    todo = plan.plan_pods(new, have)
+    assert sorted(todo.delete) == deleted
+    assert all(ROTATE in why for why in todo.delete.values())
+    assert names(todo.create) == created
 
 
 def test_pod_without_hash_annotation_counts_as_stale(k8s):

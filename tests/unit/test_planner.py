@@ -14,7 +14,8 @@ from serveplane.operator.actions import (
     Action,
     Apply,
     CreatePod,
-    DeleteIngress,
+    CreateSecret,
+    DeleteOwned,
     DeletePod,
     LabelPod,
     SetFinalizers,
@@ -22,9 +23,9 @@ from serveplane.operator.actions import (
     WriteStatus,
 )
 from serveplane.operator.cache import ORPHANS
-from serveplane.operator.manifests import common
+from serveplane.operator.manifests import auth, common, netpol
 from serveplane.operator.plan import FINALIZER
-from serveplane.operator.snapshot import Rejection, Snapshot
+from serveplane.operator.snapshot import Rejection, Snapshot, TokenSecret
 
 IMAGE = "ray:1"
 NOW = datetime(2024, 5, 3, 12, 0, tzinfo=UTC)
@@ -38,8 +39,12 @@ def summary(actions: tuple[Action, ...]) -> list[tuple[str, str]]:
         match a:
             case CreatePod(pod=pod):
                 out.append(("CreatePod", pod["metadata"]["name"]))
-            case DeletePod(name=name) | LabelPod(name=name) | DeleteIngress(name=name):
+            case DeletePod(name=name) | LabelPod(name=name):
                 out.append((type(a).__name__, name))
+            case DeleteOwned(kind=kind, name=name):
+                out.append(("DeleteOwned", f"{kind}/{name}"))
+            case CreateSecret(secret=secret):
+                out.append(("CreateSecret", secret["metadata"]["name"]))
             case Apply(kind=kind, obj=obj):
                 out.append(("Apply", f"{kind}/{obj['metadata']['name']}"))
             case SetFinalizers(kind=kind, name=name) | WriteStatus(kind=kind, name=name):
@@ -73,6 +78,7 @@ class World:
         self.k8s = k8s
         self.snap = snap
         self._ip = 0
+        self._tokens = 0
 
     def plan(self) -> Any:
         return planner.plan_round(self.snap, image=IMAGE)
@@ -118,8 +124,20 @@ class World:
                     snap = dataclasses.replace(snap, services={**snap.services, obj["metadata"]["name"]: live})
                 case Apply(kind="ingresses", obj=obj):
                     snap = dataclasses.replace(snap, ingresses={**snap.ingresses, obj["metadata"]["name"]: obj})
-                case DeleteIngress(name=name):
+                case Apply(kind="networkpolicies", obj=obj):
+                    policies = {**snap.network_policies, obj["metadata"]["name"]: obj}
+                    snap = dataclasses.replace(snap, network_policies=policies)
+                case DeleteOwned(kind="ingresses", name=name):
                     snap = dataclasses.replace(snap, ingresses={k: v for k, v in snap.ingresses.items() if k != name})
+                case DeleteOwned(kind="networkpolicies", name=name):
+                    policies = {k: v for k, v in snap.network_policies.items() if k != name}
+                    snap = dataclasses.replace(snap, network_policies=policies)
+                case DeleteOwned(kind="secrets"):
+                    snap = dataclasses.replace(snap, token_secret=None)
+                case CreateSecret(secret=secret):
+                    self._tokens += 1
+                    token = TokenSecret(secret["metadata"]["name"], digest=f"digest-{self._tokens}")
+                    snap = dataclasses.replace(snap, token_secret=token)
                 case SetFinalizers(kind="serveapplications", name=name, finalizers=finalizers):
 
                     def refinalize(obj: dict[str, Any], finalizers: tuple[str, ...] = finalizers) -> None:
@@ -178,6 +196,7 @@ def world(k8s: Any) -> World:
         name="demo",
         cluster=k8s.cluster("demo", CLUSTER_SPEC),
         apps=(k8s.app("hello"),),
+        token_secret=TokenSecret("demo-ray-token", digest="digest-0"),
         now=NOW,
     )
     return World(k8s, snap)
@@ -185,9 +204,10 @@ def world(k8s: Any) -> World:
 
 def test_a_new_cluster_gets_services_and_pods_first(world: World) -> None:
     plan = world.plan()
-    assert summary(plan.actions)[:4] == [
+    assert summary(plan.actions)[:5] == [
         ("Apply", "services/demo-head"),
         ("Apply", "services/demo-serve"),
+        ("Apply", "networkpolicies/demo-ray"),
         ("CreatePod", "demo-head"),
         ("CreatePod", "demo-worker-cpu-0"),
     ]
@@ -300,7 +320,7 @@ def test_the_ingress_follows_the_spec(world: World) -> None:
     cluster["spec"]["ingress"] = {"enabled": False}
     cluster["metadata"]["generation"] = 2
     world.snap = dataclasses.replace(world.snap, cluster=cluster)
-    assert ("DeleteIngress", "demo-serve") in summary(world.plan().actions)
+    assert ("DeleteOwned", "ingresses/demo-serve") in summary(world.plan().actions)
 
 
 def test_an_invalid_cluster_gets_only_a_status(world: World) -> None:
@@ -374,3 +394,82 @@ def test_the_proxy_label_follows_serves_report(world: World) -> None:
     plan = world.plan()
     labels = [a for a in plan.actions if isinstance(a, LabelPod)]
     assert [(a.name, a.labels) for a in labels] == [(worker["metadata"]["name"], {common.PROXY_LABEL: None})]
+
+
+# --- the token Secret and the NetworkPolicy ---------------------------------------------------------------------
+
+
+def with_spec(world: World, **fields: Any) -> None:
+    cluster = copy.deepcopy(world.snap.cluster)
+    assert cluster is not None
+    cluster["spec"].update(fields)
+    cluster["metadata"]["generation"] += 1
+    world.snap = dataclasses.replace(world.snap, cluster=cluster)
+
+
+def test_a_new_cluster_gets_its_token_secret_before_any_ray_pod(world: World) -> None:
+    world.snap = dataclasses.replace(world.snap, token_secret=None)
+    first = world.plan()
+    assert ("CreateSecret", "demo-ray-token") in summary(first.actions)
+    assert not [a for a in first.actions if isinstance(a, CreatePod)], "no Ray pod starts without its token"
+    secret = next(a for a in first.actions if isinstance(a, CreateSecret)).secret
+    assert "data" not in secret and "stringData" not in secret, "the executor makes the token"
+    world.apply(first.actions)
+    created = [a.pod for a in world.plan().actions if isinstance(a, CreatePod)]
+    assert [p["metadata"]["name"] for p in created] == ["demo-head", "demo-worker-cpu-0"]
+    assert {p["metadata"]["annotations"][auth.DIGEST_ANNOTATION] for p in created} == {"digest-1"}
+
+
+def test_a_deleted_secret_is_made_anew_and_every_ray_pod_replaced_at_once(world: World) -> None:
+    world.converge()
+    world.snap = dataclasses.replace(world.snap, token_secret=None)  # someone deleted it: a rotation
+    plan = world.plan()
+    assert ("CreateSecret", "demo-ray-token") in summary(plan.actions)
+    assert not [a for a in plan.actions if isinstance(a, (CreatePod, DeletePod))], "pods wait for the new token"
+    world.apply(plan.actions)
+    deleted = [a for a in world.plan().actions if isinstance(a, DeletePod)]
+    assert sorted(a.name for a in deleted) == ["demo-head", "demo-worker-cpu-0"]
+    assert all("auth token changed" in a.why for a in deleted)
+    world.converge()
+    assert {p["metadata"]["annotations"][auth.DIGEST_ANNOTATION] for p in world.snap.pods} == {"digest-1"}
+
+
+def test_a_secret_without_a_usable_token_is_replaced(world: World) -> None:
+    world.converge()
+    world.snap = dataclasses.replace(world.snap, token_secret=TokenSecret("demo-ray-token", digest=None))
+    plan = world.plan()
+    assert ("DeleteOwned", "secrets/demo-ray-token") in summary(plan.actions)
+    assert not [a for a in plan.actions if isinstance(a, (CreatePod, DeletePod))]
+
+
+def test_disabled_auth_makes_no_secret_and_drops_an_old_one(world: World) -> None:
+    with_spec(world, auth={"mode": "Disabled"})
+    world.snap = dataclasses.replace(world.snap, token_secret=None)
+    history = world.converge()
+    assert not [step for round_ in history for step in round_ if step[0] == "CreateSecret"]
+    assert all(auth.DIGEST_ANNOTATION not in p["metadata"]["annotations"] for p in world.snap.pods)
+    world.snap = dataclasses.replace(world.snap, token_secret=TokenSecret("demo-ray-token", digest="old"))
+    assert ("DeleteOwned", "secrets/demo-ray-token") in summary(world.plan().actions)
+
+
+def test_the_network_policy_follows_the_spec(world: World) -> None:
+    world.converge()
+    assert list(world.snap.network_policies) == ["demo-ray"], "enabled by default"
+    policy = copy.deepcopy(world.snap.network_policies["demo-ray"])
+    policy["spec"]["ingress"] = [{}]  # someone opened everything: applied again
+    world.snap = dataclasses.replace(world.snap, network_policies={"demo-ray": policy})
+    assert summary(world.plan().actions) == [("Apply", "networkpolicies/demo-ray")]
+    world.converge()
+    with_spec(world, networkPolicy={"enabled": False})
+    assert ("DeleteOwned", "networkpolicies/demo-ray") in summary(world.plan().actions)
+    world.converge()
+    assert world.snap.network_policies == {}
+
+
+def test_the_operators_access_reaches_the_network_policy(world: World) -> None:
+    access = netpol.Access(operator_namespace="ops", operator_pod_labels={"app": "op"})
+    apply = next(a for a in planner.plan_round(world.snap, image=IMAGE, access=access).actions
+                 if isinstance(a, Apply) and a.kind == "networkpolicies")
+    peer = apply.obj["spec"]["ingress"][2]["from"][0]
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ops"}
+    assert peer["podSelector"]["matchLabels"] == {"app": "op"}

@@ -19,8 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from serveplane.runtime.agent import AgentServer, AgentSettings, create_app
+from serveplane.runtime.agent import AgentServer, AgentSettings, Checker, create_app
 from serveplane.runtime.drain import Drainer, DrainSettings
+from serveplane.runtime.entrypoint import auth_token
 from serveplane.runtime.metrics import AgentMetrics
 from serveplane.runtime.probes import Phase
 from serveplane.runtime.state import NodeState
@@ -37,14 +38,19 @@ class StandIn:
 
     def __init__(self, port: int) -> None:
         self.status, self.body = 200, "success"
+        self.token: str | None = None
+        """When set, answer as Ray's token authentication does: 401 without a token, 403 with another one."""
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                payload = stand_in.body.encode()
-                self.send_response(stand_in.status)
+                payload, status = stand_in.body.encode(), stand_in.status
+                sent = self.headers.get("Authorization")
+                if stand_in.token is not None and sent != f"Bearer {stand_in.token}":
+                    payload, status = b"Unauthorized", 401 if sent is None else 403
+                self.send_response(status)
                 # Chunked like Serve's proxy, to exercise the agent's decoding.
                 self.send_header("Transfer-Encoding", "chunked")
                 self.send_header("Connection", "close")
@@ -195,3 +201,35 @@ def test_metrics(agent: Agent) -> None:
     ]:
         assert line in text.splitlines(), line
     assert "serveplane_agent_process_resident_memory_bytes" in text
+
+
+@pytest.mark.parametrize(("sent", "up"), [("the-token", True), (None, False), ("another-token", False)])
+def test_the_dashboard_check_sends_rays_auth_token(sent: str | None, up: bool) -> None:
+    """Under RAY_AUTH_MODE=token the dashboard refuses /api/ray/version without the token (Ray 2.60): the head's
+    readiness check must send it, or a head with token auth would never be Ready."""
+    import asyncio
+
+    port = free_port()
+    dashboard = StandIn(port)
+    dashboard.answer(200, '{"ray_version": "2.60.0"}')
+    dashboard.token = "the-token"
+    state = NodeState(is_head=True, startup_grace_s=120.0)
+    settings = AgentSettings(http_port=free_port(), dashboard_port=port, node_ip="127.0.0.1", auth_token=sent)
+    try:
+        assert asyncio.run(Checker(settings=settings, state=state)._dashboard_up()) is up
+    finally:
+        dashboard.stop()
+    assert "the-token" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("environ", "token"),
+    [
+        ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "abc"}, "abc"),
+        ({"RAY_AUTH_MODE": "token"}, None),
+        ({"RAY_AUTH_TOKEN": "abc"}, None),
+        ({}, None),
+    ],
+)
+def test_the_agent_uses_the_token_only_under_token_auth(environ: dict[str, str], token: str | None) -> None:
+    assert auth_token(environ) == token
