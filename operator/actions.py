@@ -72,6 +72,13 @@ class Submit:
 
 
 @dataclass(frozen=True)
+class AdoptHead:
+    """Serve came back by itself on a new head (GCS fault tolerance): record the head as the config's, with no PUT."""
+
+    head_uid: str
+
+
+@dataclass(frozen=True)
 class WriteStatus:
     kind: str
     name: str
@@ -88,6 +95,7 @@ Action = (
     | LabelPod
     | SetFinalizers
     | Submit
+    | AdoptHead
     | WriteStatus
 )
 

@@ -12,9 +12,10 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from . import actions, metrics, objects
-from .actions import Action, Apply, CreatePod, DeletePod, LabelPod, SetFinalizers, Submit, WriteStatus
+from .actions import Action, AdoptHead, Apply, CreatePod, DeletePod, LabelPod, SetFinalizers, Submit, WriteStatus
 from .api.kinds import CLUSTERS, PODS, SECRETS
 from .cache import Key, Store
 from .clients.dashboard import DashboardError, DashboardRejected, DashboardUnauthorized
@@ -34,6 +35,10 @@ class ClusterMemory:
     rejection: Rejection | None = None
     composed_since: dict[str, float] = field(default_factory=dict)
     """When each composed config hash was first planned: the start of the change-to-applied latency."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Executor:
@@ -82,6 +87,15 @@ class Executor:
                 self._keep(kind, await self.kube.patch_custom_status(kind, namespace, obj_name, patch))
             case Submit():
                 return await self._submit(key, action, memory)
+            case AdoptHead(head_uid=head_uid):
+                recovery = {"headUid": head_uid, "time": _now(), "how": "RecoveredFromGcs"}
+                patch = {"appliedHeadUid": head_uid, "lastHeadRecovery": recovery}
+                self._keep(CLUSTERS, await self.kube.patch_custom_status(CLUSTERS, namespace, name, patch))
+                metrics.HEAD_RECOVERIES.labels("RecoveredFromGcs").inc()
+                await self._event(
+                    cluster, "Normal", "ServeRecovered",
+                    "Serve came back on the new head from the GCS's state in Redis; nothing was resubmitted",
+                )
         return False
 
     async def _create_token_secret(self, cluster: Obj | None, secret: Obj) -> None:
@@ -142,6 +156,9 @@ class Executor:
             f"submitted Serve config {action.config_hash} ({action.reason}): {names}",
         )
         # Record at once: if the operator stops right here, its successor must not submit again.
-        applied = {"appliedConfigHash": action.config_hash, "appliedHeadUid": action.head_uid}
+        applied: dict[str, object] = {"appliedConfigHash": action.config_hash, "appliedHeadUid": action.head_uid}
+        if action.reason == "HeadReplaced":
+            applied["lastHeadRecovery"] = {"headUid": action.head_uid, "time": _now(), "how": "Resubmitted"}
+            metrics.HEAD_RECOVERIES.labels("Resubmitted").inc()
         self._keep(CLUSTERS, await self.kube.patch_custom_status(CLUSTERS, namespace, name, applied))
         return True

@@ -32,6 +32,11 @@ DASHBOARD_SECONDS = Histogram(
     ["method"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+HEAD_RECOVERIES = Counter(
+    "serveplane_head_recoveries_total",
+    "New head pods on which Serve came back: RecoveredFromGcs (by itself, GCS fault tolerance) or Resubmitted.",
+    ["how"],
+)
 SUBMISSIONS = Counter(
     "serveplane_serve_config_submissions_total",
     "Serve configs PUT to a head, by reason and result.",

@@ -10,9 +10,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import conditions, objects, plan, status
+from . import conditions, gcsft, objects, plan, status
 from .actions import (
     Action,
+    AdoptHead,
     Apply,
     CreatePod,
     CreateSecret,
@@ -30,7 +31,7 @@ from .api.cluster import AuthMode, ServeClusterSpec, ServeClusterStatus
 from .api.deployment import ServeDeploymentStatus
 from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, NETWORKPOLICIES, SECRETS, SERVICES
 from .compose import Composition, compose, serve_view, validation_message
-from .manifests import auth, common, netpol, network, pods
+from .manifests import auth, cleanup, common, netpol, network, pods
 from .objects import Obj
 from .snapshot import Snapshot
 
@@ -51,7 +52,7 @@ def plan_round(snap: Snapshot, *, image: str, access: netpol.Access | None = Non
     cluster's own pods (the operator's settings)."""
     cluster = snap.cluster
     if cluster is None or objects.is_deleting(cluster):
-        return _without_cluster(snap)
+        return _without_cluster(snap, image)
     try:
         spec = ServeClusterSpec.model_validate(objects.spec(cluster))
     except ValidationError as error:
@@ -59,10 +60,10 @@ def plan_round(snap: Snapshot, *, image: str, access: netpol.Access | None = Non
     return _with_cluster(snap, cluster, spec, image, access or netpol.Access())
 
 
-def _without_cluster(snap: Snapshot) -> Plan:
+def _without_cluster(snap: Snapshot, image: str) -> Plan:
     """No ServeCluster (or one being deleted): say so on its applications and deployments, and let deleted
-    applications go, since Serve went with the cluster."""
-    actions: list[Action] = []
+    applications go, since Serve went with the cluster; a deleted cluster's Redis state goes too."""
+    actions: list[Action] = gcsft.redis_cleanup(snap.cluster, snap.pods, image) if snap.cluster else []
     for app in snap.apps:
         if objects.is_deleting(app):
             current = tuple(app["metadata"].get("finalizers") or ())
@@ -119,6 +120,7 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
     serve_svc = network.serve_service(cluster=name, namespace=namespace, uid=uid, spec=spec)
     actions += _owned(snap, SERVICES, serve_svc, snap.services)
     actions += _network_policy(snap, spec, uid, access)
+    actions += gcsft.finalizer(cluster, spec)
     token_actions, digest, wait_for_token = _token(snap, spec, uid)
     actions += token_actions
 
@@ -128,7 +130,7 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
         for pod in desired:
             pod["metadata"].setdefault("annotations", {})[auth.DIGEST_ANNOTATION] = digest
     if not wait_for_token:  # no Ray pod starts without its token
-        todo = plan.plan_pods(desired, list(snap.pods))
+        todo = plan.plan_pods(desired, [p for p in snap.pods if not cleanup.is_cleanup_pod(p)])
         actions += [CreatePod(pod) for pod in todo.create]
         actions += [DeletePod(pod_name, why) for pod_name, why in todo.delete.items()]
 
@@ -153,10 +155,17 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
         if wanted is not None:
             actions.append(SetFinalizers(APPS, objects.name(app), tuple(wanted), app["metadata"]["resourceVersion"]))
 
-    applied = {k: objects.status(cluster).get(k) for k in ("appliedConfigHash", "appliedHeadUid")}
+    applied = {k: objects.status(cluster).get(k) for k in ("appliedConfigHash", "appliedHeadUid", "lastHeadRecovery")}
     rejected = snap.rejection.config_hash if snap.rejection else None
-    reason = None
+    reason, recovery = None, None
     if head is not None and head_ip:
+        recovery = gcsft.head_change(
+            spec=spec, head=head, applied=applied, config_hash=composition.config_hash,
+            composed_apps=set(composition.app_names), serve=serve, now=snap.now,
+        )
+    if recovery is gcsft.HeadChange.ADOPT and head is not None:
+        actions.append(AdoptHead(objects.uid(head)))
+    elif recovery is None and head is not None and head_ip:
         reason = plan.submit_reason(
             config_hash=composition.config_hash,
             head_uid=objects.uid(head),
@@ -193,7 +202,8 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
         serve_app = view.serve_app(objects.spec(sdep).get("application", ""))
         verdict = composition.deployments.get(objects.name(sdep))
         actions += _status(snap, DEPLOYMENTS, sdep, status.deployment_status(sdep, verdict, serve_app))
-    return Plan(actions=tuple(actions), busy=_busy(view, composition, snap.apps), config_hash=composition.config_hash)
+    busy = recovery is not None or _busy(view, composition, snap.apps)
+    return Plan(actions=tuple(actions), busy=busy, config_hash=composition.config_hash)
 
 
 def _busy(view: status.ClusterView, composition: Composition, apps: tuple[Obj, ...]) -> bool:

@@ -70,7 +70,8 @@ def deployment_replicas(serve_app: dict[str, Any] | None) -> dict[str, Deploymen
 
 
 def cluster_status(view: ClusterView, composition: Composition | None, applied: dict[str, Any]) -> dict[str, Any]:
-    """Status of a ServeCluster; `applied` holds appliedConfigHash and appliedHeadUid as last recorded."""
+    """Status of a ServeCluster; `applied` holds appliedConfigHash, appliedHeadUid and lastHeadRecovery as last
+    recorded (the executor writes them)."""
     nodes_ready = view.ready_nodes >= view.desired_nodes
     if not view.head_ready:
         ready = (False, "HeadNotReady", f"waiting for head pod {view.head_pod or '(none yet)'} to become ready")
@@ -103,6 +104,7 @@ def cluster_status(view: ClusterView, composition: Composition | None, applied: 
         applications=composition.app_names if composition else [],
         applied_config_hash=applied.get("appliedConfigHash"),
         applied_head_uid=applied.get("appliedHeadUid"),
+        last_head_recovery=applied.get("lastHeadRecovery"),
         dashboard_url=common.dashboard_url(view.name, view.namespace),
         conditions=conditions.triple(view.generation, ready=ready, progressing=progressing, degraded=degraded),
     )

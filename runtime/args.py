@@ -230,10 +230,23 @@ def temp_dir(environ: Mapping[str, str], pid: int) -> str:
     return chosen
 
 
+# The head's Redis password (GCS fault tolerance), from the pod's env (a secretKeyRef): `ray start` takes it only
+# as a flag, and the flag must not be in the pod's spec. The operator's pod builder sets this variable
+# (operator/manifests/rayenv.py; tests/unit/test_runtime_args.py checks both names agree).
+REDIS_PASSWORD_ENV = "SERVEPLANE_REDIS_PASSWORD"
+
+
 def ray_start_command(
-    args: RuntimeArgs, *, python: str, node_ip: str, temp: str, gcs_address: str | None
+    args: RuntimeArgs,
+    *,
+    python: str,
+    node_ip: str,
+    temp: str,
+    gcs_address: str | None,
+    redis_password: str | None = None,
 ) -> list[str]:
-    """The blocking `ray start` command for this node; `gcs_address` is the resolved head address (worker only)."""
+    """The blocking `ray start` command for this node; `gcs_address` is the head's GCS (worker only), and
+    `redis_password` the password of the head's external Redis (head only)."""
     command = [python, "-m", "ray.scripts.scripts", "start", "--block", f"--temp-dir={temp}",
                f"--node-ip-address={node_ip}", f"--metrics-export-port={args.metrics_port}"]
     if args.is_head:
@@ -246,6 +259,8 @@ def ray_start_command(
             # Fail loudly if the image lacks the dashboard: Serve's REST API (and the operator) needs it.
             "--include-dashboard=true",
         ]
+        if redis_password:
+            command.append(f"--redis-password={redis_password}")
     else:
         if not gcs_address:
             raise ArgsError("a worker needs the head's GCS address")

@@ -106,12 +106,15 @@ class Runtime:
         gcs_address = None
         if self.args.address:
             host, port = self.args.address
-            gcs_address = network.wait_for_gcs(host, port, self.stop)
-            if gcs_address is None:
+            if network.wait_for_gcs(host, port, self.stop) is None:
                 return EXIT_OK  # told to stop before the head appeared
+            # The head Service's name, not the address it resolved to: a new head pod (GCS fault tolerance) has a
+            # new IP, and Ray's GCS client re-resolves the name when it reconnects.
+            gcs_address = network.format_address(host, port)
         os.makedirs(self.temp, exist_ok=True)
         command = cli.ray_start_command(
-            self.args, python=sys.executable, node_ip=self.node_ip, temp=self.temp, gcs_address=gcs_address
+            self.args, python=sys.executable, node_ip=self.node_ip, temp=self.temp, gcs_address=gcs_address,
+            redis_password=self.environ.get(cli.REDIS_PASSWORD_ENV) if self.args.is_head else None,
         )
         self.supervisor.start(command, ray_env(self.environ, temp=self.temp, ray_drain_s=self.ray_drain_s))
         died = None

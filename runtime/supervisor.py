@@ -38,6 +38,14 @@ _LEFTOVER_GRACE_S = 2.0
 _KILL_TIMEOUT_S = 10.0
 
 
+# Flags whose value is a secret: logged as ***.
+_SECRET_FLAGS = ("--redis-password=",)
+
+
+def _masked(command: list[str]) -> list[str]:
+    return [next((f"{flag}***" for flag in _SECRET_FLAGS if arg.startswith(flag)), arg) for arg in command]
+
+
 class RaySupervisor:
     def __init__(self, *, state: NodeState, reaper: Reaper, temp_dir: str) -> None:
         self._state = state
@@ -50,7 +58,7 @@ class RaySupervisor:
         return self._proc.pid if self._proc else None
 
     def start(self, command: list[str], env: Mapping[str, str]) -> None:
-        log.info("starting: %s", " ".join(command))
+        log.info("starting: %s", " ".join(_masked(command)))
         fate_shared = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *command]
         self._proc = self._reaper.spawn(fate_shared, env=dict(env), stdin=subprocess.DEVNULL, start_new_session=True)
         self._state.update(phase=Phase.STARTING, started_at=time.monotonic())

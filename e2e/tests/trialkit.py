@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from serveplane.localcluster.controlplane import ControlPlane
+from serveplane.localcluster.controlplane import ControlPlane, KubectlError
 from serveplane.localcluster.stack import Stack
+from serveplane.localcluster.trial import serve_endpoints
 
 SERVEPLANE = str(Path(sys.executable).parent / "serveplane")
 
@@ -28,3 +33,75 @@ class Trial:
     @property
     def cp(self) -> ControlPlane:
         return self.stack.cp
+
+
+class EndpointTraffic:
+    """Requests spread over a Service's ready endpoints as kube-proxy would spread them: the endpoints are re-read
+    every half second and each request goes to the next one, about `rate` a second. A request that finds no ready
+    endpoint counts as failed (a client of the Service would get a refused connection). Counts requests sent and
+    failed (with the IP each failure went to) and the seconds with no ready endpoint."""
+
+    REREAD_S = 0.5
+
+    def __init__(self, cp: ControlPlane, namespace: str, service: str, path: str, *, port: int = 8000,
+                 rate: float = 10.0) -> None:
+        self.cp, self.namespace, self.service, self.path, self.port = cp, namespace, service, path, port
+        self.interval = 1.0 / rate
+        self.sent = self.failed = 0
+        self.failures: list[tuple[float, str, str]] = []
+        """(monotonic time, endpoint IP or "", error) of each failed request."""
+        self.no_endpoint_s = 0.0
+        self.endpoints: list[str] = serve_endpoints(cp, namespace, service)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=target, daemon=True) for target in (self._send, self._read)]
+
+    def _read(self) -> None:
+        empty_since = 0.0
+        while not self._stop.wait(self.REREAD_S):
+            try:
+                self.endpoints = serve_endpoints(self.cp, self.namespace, self.service)
+            except KubectlError:  # the API server is not what is under test here; keep the last endpoints
+                continue
+            now = time.monotonic()
+            if not self.endpoints and not empty_since:
+                empty_since = now
+            elif self.endpoints and empty_since:
+                self.no_endpoint_s += now - empty_since
+                empty_since = 0.0
+        if empty_since:
+            self.no_endpoint_s += time.monotonic() - empty_since
+
+    def _send(self) -> None:
+        turn = 0
+        while not self._stop.is_set():
+            endpoints, ip, error = self.endpoints, "", ""
+            self.sent += 1
+            if not endpoints:
+                error = "no ready endpoint"
+            else:
+                ip = endpoints[turn % len(endpoints)]
+                turn += 1
+                try:
+                    with urllib.request.urlopen(f"http://{ip}:{self.port}{self.path}", timeout=10) as answer:
+                        answer.read()
+                except (OSError, urllib.error.URLError) as problem:
+                    error = str(problem)
+            if error:
+                self.failed += 1
+                self.failures.append((time.monotonic(), ip, error))
+            time.sleep(self.interval)
+
+    def __enter__(self) -> EndpointTraffic:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def report(self, what: str) -> str:
+        window = f", failures within {self.failures[-1][0] - self.failures[0][0]:.1f} s" if self.failures else ""
+        return (f"{what}: {self.sent} requests to {self.service}{self.path} over its ready endpoints, "
+                f"{self.failed} failed{window}, {self.no_endpoint_s:.1f} s with no ready endpoint")

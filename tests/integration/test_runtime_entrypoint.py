@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from serveplane.localcluster.redis import RedisServer
 from serveplane.runtime import args as cli
 from serveplane.runtime import procfs
 
@@ -325,3 +326,57 @@ def alive_nodes(dashboard: str) -> int:
     if status != 200 or not isinstance(reply, dict):
         return 0
     return sum(1 for node in reply["data"]["result"]["result"] if node["state"] == "ALIVE")
+
+
+@pytest.fixture
+def redis(workdir: Path) -> Iterator[RedisServer]:
+    server = RedisServer("127.0.0.1", free_ports(1)[0], workdir / "redis").start()
+    yield server
+    server.stop()
+
+
+def node_ids(dashboard: str) -> set[str]:
+    status, reply = http("GET", dashboard + "/api/v0/nodes")
+    if status != 200 or not isinstance(reply, dict):
+        return set()
+    return {node["node_id"] for node in reply["data"]["result"]["result"] if node["state"] == "ALIVE"}
+
+
+def test_a_new_head_resumes_the_cluster_from_redis_and_the_worker_rides_it_out(
+    nodes: Callable[..., Node], redis: RedisServer, workdir: Path
+) -> None:
+    """GCS fault tolerance as the operator wires it: the head's env names Redis and the password variable, the
+    worker waits long for a lost GCS; a second head on the same address resumes the same Ray cluster, and the
+    clean-up command removes exactly that cluster's keys."""
+    gcs = free_ports(1)[0]
+    ft = {"RAY_REDIS_ADDRESS": redis.address, "RAY_external_storage_namespace": "cluster-a",
+          cli.REDIS_PASSWORD_ENV: redis.password}
+    first, dashboard = start_head(nodes, "fth1", gcs=gcs, **ft)
+    wait_for(lambda: ready(first), STARTUP_TIMEOUT_S, "head /readyz 200", first)
+    worker = nodes("worker", [f"--address=localhost:{gcs}", "--ray-param=num-cpus=1"], "ftw",
+                   {"RAY_gcs_rpc_server_reconnect_timeout_s": "600"})
+    wait_for(lambda: ready(worker), STARTUP_TIMEOUT_S, "worker /readyz 200", worker)
+    wait_for(lambda: len(node_ids(dashboard)) == 2, 60, "two alive nodes", worker)
+    ids = node_ids(dashboard)
+    assert redis.keys("RAYcluster-a@*"), "the head keeps the GCS's tables in Redis"
+    assert redis.password not in first.log_path.read_text(errors="replace"), "the password is never logged"
+
+    first.kill_everything()  # the head is lost, as when its pod goes
+    second, dashboard = start_head(nodes, "fth2", gcs=gcs, **ft)
+    wait_for(lambda: ready(second), STARTUP_TIMEOUT_S, "the new head /readyz 200", second)
+    # The worker's raylet (same node id, same process) is a node of the resumed cluster: it never restarted.
+    # The old head's node is dead and the new head is a new node, so the one id of before that is alive again
+    # is the worker's.
+    wait_for(lambda: len(node_ids(dashboard) & ids) == 1 and len(node_ids(dashboard)) == 2, 120,
+             "the worker alive in the resumed cluster", worker)
+    assert worker.proc.poll() is None, worker.log_tail()
+    stop_and_check_clean(worker)
+    stop_and_check_clean(second)
+
+    redis.cli("SET", "RAYcluster-b@KV", "kept")
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **ft}
+    done = subprocess.run([sys.executable, "-m", "serveplane.runtime", "redis-cleanup"], cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert redis.keys("RAYcluster-a@*") == []
+    assert redis.keys("RAYcluster-b@*") == ["RAYcluster-b@KV"], "another cluster's state is left alone"

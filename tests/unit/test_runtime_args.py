@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from serveplane.runtime import args as cli
+from serveplane.runtime import supervisor
 
 HEAD_ARGV = ["head", "--agent-port=8471", "--http-port=8000", "--metrics-port=8080", "--port=6379",
              "--dashboard-port=8265"]
@@ -172,11 +173,21 @@ def test_head_ray_start_command() -> None:
     assert not any(part.startswith("--address") for part in command)
 
 
-def test_worker_ray_start_command_uses_the_resolved_address() -> None:
+def test_a_head_with_external_redis_gets_its_password_as_a_flag_which_the_log_masks() -> None:
+    parsed = cli.parse(HEAD_ARGV, {})
+    command = cli.ray_start_command(parsed, python="py", node_ip="10.1.2.3", temp="/tmp/ray-x", gcs_address=None,
+                                    redis_password="s3cret")
+    assert "--redis-password=s3cret" in command
+    assert "s3cret" not in " ".join(supervisor._masked(command))
+    plain = cli.ray_start_command(parsed, python="py", node_ip="10.1.2.3", temp="/tmp/ray-x", gcs_address=None)
+    assert not any(part.startswith("--redis-password") for part in plain)
+
+
+def test_worker_ray_start_command_uses_the_given_address() -> None:
     parsed = cli.parse(WORKER_ARGV, {})
     command = cli.ray_start_command(parsed, python="py", node_ip="10.1.2.4", temp="/tmp/ray-w",
-                                    gcs_address="10.1.2.3:6379")
-    assert "--address=10.1.2.3:6379" in command
+                                    gcs_address="demo-head.ns.svc.cluster.local:6379")
+    assert "--address=demo-head.ns.svc.cluster.local:6379" in command
     assert "--head" not in command and not any(p.startswith("--dashboard") for p in command)
     with pytest.raises(cli.ArgsError):
         cli.ray_start_command(parsed, python="py", node_ip="x", temp="/t", gcs_address=None)

@@ -1,0 +1,187 @@
+"""Table tests of GCS fault tolerance's decisions: adopting a new head, the Redis finalizer and the clean-up steps,
+and the environment that wires Ray to Redis."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from serveplane.operator import gcsft, planner
+from serveplane.operator.actions import AdoptHead, CreatePod, DeletePod, SetFinalizers, Submit
+from serveplane.operator.api.cluster import ServeClusterSpec
+from serveplane.operator.manifests import cleanup, pods, rayenv
+from serveplane.operator.snapshot import Snapshot, TokenSecret
+from serveplane.runtime import args as runtime_args
+from serveplane.runtime import redis_cleanup
+
+NOW = datetime(2024, 5, 3, 12, 0, tzinfo=UTC)
+FT = {"redisAddress": "redis.infra:6379", "redisPassword": {"secretKeyRef": {"name": "redis", "key": "password"}}}
+SPEC = {"gcsFaultTolerance": FT, "workerGroups": [{"name": "cpu", "replicas": 1}]}
+
+
+def head(k8s: Any, *, uid: str, ready_for_s: float | None) -> dict[str, Any]:
+    spec = ServeClusterSpec.model_validate(SPEC)
+    pod = k8s.observed(pods.head_pod(cluster="demo", namespace=k8s.namespace, uid="c1", spec=spec, image="i"), uid=uid)
+    cond = pod["status"]["conditions"][0]
+    if ready_for_s is None:
+        cond["status"] = "False"
+    else:
+        cond["lastTransitionTime"] = (NOW - timedelta(seconds=ready_for_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return pod
+
+
+APPLIED = {"appliedConfigHash": "h1", "appliedHeadUid": "old-head"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "uid", "applied", "config_hash", "serve_apps", "ready_for_s", "expected"),
+    [
+        # Serve recovered every application from the GCS: adopt the head, PUT nothing.
+        (SPEC, "new-head", APPLIED, "h1", {"hello", "other"}, 5, gcsft.HeadChange.ADOPT),
+        # Serve's controller is not back yet: wait while the head is young...
+        (SPEC, "new-head", APPLIED, "h1", set(), 5, gcsft.HeadChange.WAIT),
+        (SPEC, "new-head", APPLIED, "h1", set(), None, gcsft.HeadChange.WAIT),
+        # ...then give up waiting and let the usual rule resubmit.
+        (SPEC, "new-head", APPLIED, "h1", set(), gcsft.SERVE_RECOVERY_S + 1, None),
+        # The same head pod whose Ray crashed and restarted: wait for Serve too, and once back there is nothing to do.
+        (SPEC, "old-head", APPLIED, "h1", set(), 5, gcsft.HeadChange.WAIT),
+        (SPEC, "old-head", APPLIED, "h1", {"hello"}, 5, None),
+        # The rule is only for the applied config, under fault tolerance.
+        (SPEC, "new-head", APPLIED, "h2", {"hello"}, 5, None),
+        (SPEC, "new-head", {}, "h1", {"hello"}, 5, None),
+        ({"workerGroups": []}, "new-head", APPLIED, "h1", {"hello"}, 5, None),
+    ],
+)
+def test_head_change(
+    k8s: Any, spec: dict[str, Any], uid: str, applied: dict[str, Any], config_hash: str, serve_apps: set[str],
+    ready_for_s: float | None, expected: gcsft.HeadChange | None,
+) -> None:
+    serve = {"applications": {name: {"status": "RUNNING"} for name in serve_apps}}
+    got = gcsft.head_change(
+        spec=ServeClusterSpec.model_validate(spec), head=head(k8s, uid=uid, ready_for_s=ready_for_s),
+        applied=applied, config_hash=config_hash, composed_apps={"hello"}, serve=serve, now=NOW,
+    )
+    assert got is expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "finalizers", "expected"),
+    [
+        (SPEC, [], ("serveplane.dev/redis-cleanup",)),
+        (SPEC, ["other"], ("other", "serveplane.dev/redis-cleanup")),
+        (SPEC, ["serveplane.dev/redis-cleanup"], None),
+        ({}, ["other", "serveplane.dev/redis-cleanup"], ("other",)),
+        ({}, [], None),
+    ],
+)
+def test_the_redis_finalizer_follows_fault_tolerance(
+    k8s: Any, spec: dict[str, Any], finalizers: list[str], expected: tuple[str, ...] | None
+) -> None:
+    cluster = k8s.cluster("demo", spec, finalizers=finalizers)
+    actions = gcsft.finalizer(cluster, ServeClusterSpec.model_validate(spec))
+    assert [a.finalizers for a in actions if isinstance(a, SetFinalizers)] == ([] if expected is None else [expected])
+
+
+def deleting(k8s: Any) -> dict[str, Any]:
+    return k8s.cluster("demo", SPEC, deleting=True, finalizers=[gcsft.REDIS_FINALIZER], uid="c1")
+
+
+def cleanup_pod(k8s: Any, phase: str) -> dict[str, Any]:
+    ft = ServeClusterSpec.model_validate(SPEC).gcs_fault_tolerance
+    assert ft is not None
+    pod = cleanup.redis_cleanup_pod(cluster="demo", namespace=k8s.namespace, uid="c1", ft=ft, image="i")
+    return k8s.observed(pod, phase=phase, ready=False)
+
+
+def test_a_deleted_cluster_loses_its_ray_pods_first_then_its_redis_state(k8s: Any) -> None:
+    cluster = deleting(k8s)
+    spec = ServeClusterSpec.model_validate(SPEC)
+    ray = k8s.observed(pods.head_pod(cluster="demo", namespace=k8s.namespace, uid="c1", spec=spec, image="i"))
+    steps = gcsft.redis_cleanup(cluster, (ray,), "img")
+    assert [type(a).__name__ for a in steps] == ["DeletePod"], "no clean-up while a head may still write"
+    assert gcsft.redis_cleanup(cluster, (k8s.observed(ray, deleting=True),), "img") == []
+
+    create = gcsft.redis_cleanup(cluster, (), "img")
+    assert len(create) == 1 and isinstance(create[0], CreatePod)
+    container = create[0].pod["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "serveplane.runtime", "redis-cleanup"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["RAY_REDIS_ADDRESS"]["value"] == "redis.infra:6379"
+    assert env["RAY_external_storage_namespace"]["value"] == "c1", "the namespace defaults to the cluster's UID"
+    assert env[rayenv.REDIS_PASSWORD_ENV]["valueFrom"]["secretKeyRef"] == {"name": "redis", "key": "password"}
+    assert "ownerReferences" not in create[0].pod["metadata"], "a foreground deletion would remove it with the rest"
+
+    assert gcsft.redis_cleanup(cluster, (cleanup_pod(k8s, "Running"),), "img") == []
+    done = gcsft.redis_cleanup(cluster, (cleanup_pod(k8s, "Succeeded"),), "img")
+    assert [type(a).__name__ for a in done] == ["DeletePod", "SetFinalizers"]
+    assert isinstance(done[1], SetFinalizers) and done[1].finalizers == ()
+
+
+def test_a_deleted_cluster_without_the_finalizer_or_a_usable_spec_cleans_nothing(k8s: Any) -> None:
+    assert gcsft.redis_cleanup(k8s.cluster("demo", SPEC, deleting=True), (), "img") == []
+    broken = k8s.cluster("demo", {"gcsFaultTolerance": {"redisAddress": "no port"}}, deleting=True,
+                         finalizers=[gcsft.REDIS_FINALIZER])
+    assert [type(a).__name__ for a in gcsft.redis_cleanup(broken, (), "img")] == ["SetFinalizers"]
+
+
+def test_the_planner_adopts_a_recovered_head_instead_of_resubmitting(k8s: Any) -> None:
+    """A round over a whole snapshot: the new head's Serve already runs hello, so no Submit, one AdoptHead."""
+    spec = ServeClusterSpec.model_validate(SPEC)
+    cluster = k8s.cluster("demo", SPEC, uid="c1", finalizers=[gcsft.REDIS_FINALIZER])
+    snap0 = Snapshot(namespace=k8s.namespace, name="demo", cluster=cluster, apps=(k8s.app("hello"),),
+                     token_secret=TokenSecret("demo-ray-token", digest="d"), now=NOW)
+    config_hash = planner.plan_round(snap0, image="i").config_hash
+    cluster["status"] = {"appliedConfigHash": config_hash, "appliedHeadUid": "old-head"}
+    new_head = head(k8s, uid="new-head", ready_for_s=3)
+    worker = k8s.observed(pods.worker_pods(cluster="demo", namespace=k8s.namespace, uid="c1", spec=spec,
+                                           image="i")[0], ip="10.0.0.2")
+    for pod in (new_head, worker):
+        pod["metadata"].setdefault("annotations", {})["serveplane.dev/auth-token-digest"] = "d"
+    serve = {"applications": {"hello": {"status": "RUNNING", "deployments": {}}}, "proxies": {}}
+    snap = Snapshot(namespace=k8s.namespace, name="demo", cluster=cluster, apps=(k8s.app("hello"),),
+                    pods=(new_head, worker), token_secret=TokenSecret("demo-ray-token", digest="d"), serve=serve,
+                    now=NOW)
+    actions = planner.plan_round(snap, image="i").actions
+    assert not [a for a in actions if isinstance(a, Submit)]
+    assert [a for a in actions if isinstance(a, AdoptHead)] == [AdoptHead("new-head")]
+    assert not [a for a in actions if isinstance(a, DeletePod)]
+
+
+def test_only_the_head_gets_redis_and_workers_wait_long_for_it() -> None:
+    spec = ServeClusterSpec.model_validate({**SPEC, "gcsFaultTolerance": {**FT, "externalStorageNamespace": "ns1"}})
+    head_env = {e["name"]: e for e in rayenv.gcs_env(spec, head=True, uid="c1")}
+    assert head_env["RAY_external_storage_namespace"]["value"] == "ns1"
+    assert set(head_env) == {"RAY_REDIS_ADDRESS", "RAY_external_storage_namespace", rayenv.REDIS_PASSWORD_ENV}
+    assert rayenv.gcs_env(spec, head=False, uid="c1") == [
+        {"name": "RAY_gcs_rpc_server_reconnect_timeout_s", "value": str(rayenv.WORKER_GCS_RECONNECT_S)}
+    ]
+    assert rayenv.gcs_env(ServeClusterSpec.model_validate({}), head=True, uid="c1") == []
+
+
+def test_the_operator_and_the_runtime_agree_on_the_password_variable() -> None:
+    assert rayenv.REDIS_PASSWORD_ENV == runtime_args.REDIS_PASSWORD_ENV
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"RAY_REDIS_ADDRESS": "r:6379", "RAY_external_storage_namespace": "u1"}, ("r", 6379, False, "u1", "")),
+        (
+            {"RAY_REDIS_ADDRESS": "rediss://r.x:6380", "RAY_external_storage_namespace": "u1",
+             runtime_args.REDIS_PASSWORD_ENV: "pw"},
+            ("r.x", 6380, True, "u1", "pw"),
+        ),
+    ],
+)
+def test_the_cleanup_target_comes_from_the_heads_environment(env: dict[str, str], expected: tuple[Any, ...]) -> None:
+    got = redis_cleanup.target(env)
+    assert (got.host, got.port, got.use_ssl, got.namespace, got.password) == expected
+    assert "pw" not in repr(got)
+
+
+@pytest.mark.parametrize("env", [{}, {"RAY_REDIS_ADDRESS": "r:6379"}, {"RAY_external_storage_namespace": "u"}])
+def test_the_cleanup_refuses_an_incomplete_environment(env: dict[str, str]) -> None:
+    with pytest.raises(runtime_args.ArgsError):
+        redis_cleanup.target(env)
