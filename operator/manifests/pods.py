@@ -11,7 +11,7 @@ import hashlib
 import json
 from typing import Any
 
-from ..api.cluster import HeadSpec, ServeClusterSpec, WorkerGroupSpec
+from ..api.cluster import RAY_CONTAINER, HeadSpec, ServeClusterSpec, WorkerGroupSpec
 from . import common, podtemplate, rayenv, rayresources
 
 _PORTS = [
@@ -91,7 +91,7 @@ def _pod(
     meta = common.metadata(name=name, namespace=namespace, cluster=cluster, uid=uid, component=component)
     meta["labels"].update({common.NODE_TYPE_LABEL: component, **extra_labels})
     container: dict[str, Any] = {
-        "name": "ray",
+        "name": RAY_CONTAINER,
         "image": image,
         "command": ["python", "-m", "serveplane.runtime"],
         "args": [],  # set once the podTemplate is merged: its resources imply flags

@@ -9,17 +9,15 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..api.cluster import PodTemplate
+from ..api.cluster import POD_SPEC_NAMED_LISTS, RAY_CONTAINER, RAY_CONTAINER_KEYED_LISTS, PodTemplate
 
-RAY_CONTAINER = "ray"
 # Labels under this prefix are the operator's: the store, the Services and the proxy label's traffic routing
 # select on them, so a template cannot set them (a template's serveplane.dev/proxy=healthy would route traffic
 # to a pod whose proxy Serve never reported).
 OPERATOR_LABEL_PREFIX = "serveplane.dev/"
-# Pod spec lists whose entries have names: a template entry replaces the operator's entry of that name whole.
-_POD_KEYED = {"volumes": "name", "initContainers": "name", "containers": "name"}
+# Lists the template's entries are added to. The keyed lists (api/cluster.py: POD_SPEC_NAMED_LISTS,
+# RAY_CONTAINER_KEYED_LISTS, checked there to hold objects) merge entry by entry instead.
 _POD_APPENDED = frozenset({"tolerations"})
-_RAY_KEYED = {"env": "name", "ports": "name", "volumeMounts": "mountPath"}
 # Handlers are one-of (httpGet, exec, ...): merging two probes key by key could give one with two handlers.
 _RAY_WHOLE = frozenset({"readinessProbe", "livenessProbe", "startupProbe", "lifecycle"})
 # The runtime's contract (runtime/args.py): the operator's flags, from rayStartParams.
@@ -48,8 +46,8 @@ def _merge_ray_container(ray: dict[str, Any], override: dict[str, Any]) -> dict[
     for field, value in override.items():
         if field in _RAY_OWNED:
             continue
-        if field in _RAY_KEYED and isinstance(value, list):
-            merged[field] = _merge_keyed(merged.get(field, []), value, _RAY_KEYED[field])
+        if field in RAY_CONTAINER_KEYED_LISTS:
+            merged[field] = _merge_keyed(merged.get(field, []), value, RAY_CONTAINER_KEYED_LISTS[field])
         elif field not in _RAY_WHOLE and isinstance(value, dict) and isinstance(merged.get(field), dict):
             merged[field] = _merge_objects(merged[field], value)
         else:
@@ -69,10 +67,10 @@ def _merge_containers(base: list[dict[str, Any]], override: list[dict[str, Any]]
 def _merge_spec(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for field, value in override.items():
-        if field == "containers" and isinstance(value, list):
+        if field == "containers":
             merged[field] = _merge_containers(merged.get(field, []), value)
-        elif field in _POD_KEYED and isinstance(value, list):
-            merged[field] = _merge_keyed(merged.get(field, []), value, _POD_KEYED[field])
+        elif field in POD_SPEC_NAMED_LISTS:
+            merged[field] = _merge_keyed(merged.get(field, []), value, "name")
         elif field in _POD_APPENDED and isinstance(value, list):
             merged[field] = merged.get(field, []) + copy.deepcopy(value)
         elif isinstance(value, dict) and isinstance(merged.get(field), dict):

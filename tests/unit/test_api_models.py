@@ -283,6 +283,21 @@ def test_quantities_of_other_containers_and_in_every_form_are_accepted():
     assert spec.head.resources == good
 
 
+@pytest.mark.parametrize(
+    ("template_spec", "message"),
+    [
+        ({"volumes": {"name": "x"}}, "volumes must be a list of objects"),
+        ({"initContainers": ["busybox"]}, "initContainers must be a list of objects"),
+        ({"containers": [{"name": "ray", "env": {"A": "1"}}]}, "containers[ray].env must be a list of objects"),
+        ({"containers": [{"name": "ray", "volumeMounts": ["/data"]}]}, "containers[ray].volumeMounts must be"),
+    ],
+)
+def test_pod_template_lists_merged_entry_by_entry_must_hold_objects(template_spec, message):
+    with pytest.raises(ValidationError) as error:
+        ServeClusterSpec.model_validate({"workerGroups": [{"name": "g", "podTemplate": {"spec": template_spec}}]})
+    assert message in str(error.value)
+
+
 def test_pod_template_metadata_is_labels_and_annotations_only():
     with pytest.raises(ValidationError):
         ServeClusterSpec.model_validate({"head": {"podTemplate": {"metadata": {"name": "mine"}}}})
