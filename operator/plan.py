@@ -113,9 +113,11 @@ def submit_reason(
 def proxy_labels(pods: list[Obj], serve: dict[str, Any] | None) -> dict[str, str | None]:
     """Pod name -> the proxy label it should carry (None: no label), only where it differs from now.
 
-    With no report from Serve, labels stay as they are: readiness probes still take a dead pod out.
+    With no report from Serve, labels stay as they are: readiness probes still take a dead pod out. A report
+    without proxies is no report either: Serve's controller is not running (a new head whose controller is still
+    recovering from the GCS), while the proxies on the workers still serve.
     """
-    if serve is None:
+    if serve is None or not serve.get("proxies"):
         return {}
     healthy_ips = {p.get("node_ip") for p in (serve.get("proxies") or {}).values() if p.get("status") == "HEALTHY"}
     changes: dict[str, str | None] = {}

@@ -285,10 +285,15 @@ def test_labels_stay_as_they_are_without_a_report_from_serve(k8s):
     assert plan.proxy_labels(observed, None) == {}
 
 
-def test_a_report_without_proxies_unlabels_everything(k8s):
-    want = desired(workers=0)
-    observed = [k8s.observed(want[0], labels={common.PROXY_LABEL: common.PROXY_HEALTHY})]
-    assert plan.proxy_labels(observed, {"applications": {}}) == {"demo-head": None}
+def test_a_report_without_proxies_changes_no_label(k8s):
+    """Serve's controller is not running (a new head recovering it from the GCS): the workers' proxies still
+    serve, so the serve Service keeps them; a report with proxies decides again."""
+    want = desired(workers=1)
+    observed = [k8s.observed(p, ip=f"10.0.0.{i}", labels={common.PROXY_LABEL: common.PROXY_HEALTHY})
+                for i, p in enumerate(want, 1)]
+    assert plan.proxy_labels(observed, {"controller_info": {}, "proxies": {}, "applications": {}}) == {}
+    head_only = {"proxies": {"n": {"node_ip": observed[0]["status"]["podIP"], "status": "HEALTHY"}}}
+    assert plan.proxy_labels(observed, head_only) == {"demo-worker-cpu-0": None}
 
 
 # --- finalizers ----------------------------------------------------------------------------------------------
