@@ -106,8 +106,8 @@ class Executor:
         created = await self.kube.create(SECRETS, wanted)
         name = secret["metadata"]["name"]
         if created is None:
-            log.warning("Secret %s/%s exists but is not labelled as serveplane's: remove it or label it",
-                        secret["metadata"]["namespace"], name)
+            log.warning("could not create Secret %s/%s: one by that name exists without serveplane's labels (remove "
+                        "it), or the namespace is going", secret["metadata"]["namespace"], name)
             return
         self._keep(SECRETS, created)
         await self._event(cluster, "Normal", "TokenCreated", f"created Ray auth token Secret {name}")

@@ -21,8 +21,9 @@ from prometheus_client import REGISTRY, start_http_server
 
 from . import election, metrics
 from .api.base import GROUP, VERSION
-from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, NETWORKPOLICIES, PODS, SECRETS, SERVICES
+from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS
 from .cache import CUSTOM, Store
+from .clients import kube
 from .clients.kube import Kube, credentials
 from .executor import Executor
 from .loops import ClusterLoops
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 
 # Server-side filter of the watches of owned objects: the operator never holds anyone else's pods.
 OWNED = "app.kubernetes.io/managed-by=serveplane"
+# The core kinds a ServeCluster owns (plural -> API group), labelled with their cluster and watched through OWNED,
+# so the operator never holds anyone else's pods or Secrets.
+OWNED_KINDS = kube.OWNED_GROUPS
 
 
 @kopf.on.startup()
@@ -138,13 +142,6 @@ async def application_event(body: kopf.Body, type: str | None, memo: kopf.Memo, 
 @kopf.on.event(GROUP, VERSION, DEPLOYMENTS)
 async def deployment_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
     _event(DEPLOYMENTS, body, type, memo)
-
-
-# The core kinds a ServeCluster owns (plural -> API group), labelled with their cluster; their watches are filtered
-# server-side by OWNED (startup), so the operator never holds anyone else's pods or Secrets.
-OWNED_KINDS = {
-    PODS: "", SERVICES: "", SECRETS: "", INGRESSES: "networking.k8s.io", NETWORKPOLICIES: "networking.k8s.io",
-}
 
 
 def _watch_owned(plural: str, group: str) -> None:

@@ -4,8 +4,9 @@ Credentials come from kopf's own minimal login functions (the pod's ServiceAccou
 ones kopf's watches use, so the operator needs no `kubernetes` client library: importing it costs ~30 MB of
 resident memory, a third of the operator's. A 401 (a rotated ServiceAccount token) re-reads the credentials once.
 
-Owned Services and the Ingress are written with server-side apply (field manager `serveplane`); the planner
-only asks for that when the live object differs from the wanted one, and drift made by others is corrected.
+Owned Services, the Ingress and the NetworkPolicy are written with server-side apply (field manager `serveplane`);
+the planner only asks for that when the live object differs from the wanted one, and drift made by others is
+corrected. The token Secret is created (POST) once, never changed: a new token is a new Secret.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import aiohttp
 import kopf
 
 from ..api.base import GROUP, VERSION
+from ..api.kinds import INGRESSES, NETWORKPOLICIES, PODS, SECRETS, SERVICES
 
 FIELD_MANAGER = "serveplane"
 APPLY = "application/apply-patch+yaml"
@@ -28,9 +30,9 @@ JSON = "application/json"
 
 Obj = dict[str, Any]
 
-# The API group of each owned kind (plural) the operator writes.
-GROUPS = {
-    "pods": "", "services": "", "secrets": "", "ingresses": "networking.k8s.io", "networkpolicies": "networking.k8s.io",
+# The API group of each kind (plural) a ServeCluster owns: what the operator writes and watches (handlers.py).
+OWNED_GROUPS = {
+    PODS: "", SERVICES: "", SECRETS: "", INGRESSES: "networking.k8s.io", NETWORKPOLICIES: "networking.k8s.io",
 }
 
 
@@ -149,7 +151,7 @@ class Kube:
     async def apply(self, kind: str, obj: Obj) -> Obj | None:
         """Server-side apply of a Service, an Ingress or a NetworkPolicy (by plural)."""
         meta = obj["metadata"]
-        path = _path(GROUPS[kind], "v1", meta["namespace"], kind, meta["name"])
+        path = _path(OWNED_GROUPS[kind], "v1", meta["namespace"], kind, meta["name"])
         # JSON is YAML: the apply content type takes it as it is.
         return await self.request(
             "PATCH", path, obj, content_type=APPLY, params={"fieldManager": FIELD_MANAGER, "force": "true"}
@@ -157,11 +159,11 @@ class Kube:
 
     async def create(self, kind: str, obj: Obj) -> Obj | None:
         """POST a new object; None when one by that name exists already (409): its watch event tells the rest."""
-        path = _path(GROUPS[kind], "v1", obj["metadata"]["namespace"], kind)
+        path = _path(OWNED_GROUPS[kind], "v1", obj["metadata"]["namespace"], kind)
         return await self.request("POST", path, obj, tolerate=(409,))
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
-        await self.request("DELETE", _path(GROUPS[kind], "v1", namespace, kind, name), tolerate=(404,))
+        await self.request("DELETE", _path(OWNED_GROUPS[kind], "v1", namespace, kind, name), tolerate=(404,))
 
     # Events
     async def post_event(self, obj: Obj, type: str, reason: str, message: str) -> None:

@@ -43,6 +43,7 @@ class RayHead:
     """Set when the head runs Ray's token authentication (RAY_AUTH_MODE=token): the dashboard wants it."""
     grpc_port: int = 0
     """A free port for Serve's gRPC proxy (grpc_options.port), if a test starts one."""
+    gcs_port: int = 0
 
     @property
     def serve_url(self) -> str:
@@ -200,6 +201,7 @@ def _ray_head(auth_token: str | None) -> Iterator[RayHead]:
             startup_s=time.monotonic() - started,
             auth_token=auth_token,
             grpc_port=grpc_port,
+            gcs_port=gcs_port,
         )
     finally:
         survivors = _kill_session(proc)

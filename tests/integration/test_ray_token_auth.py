@@ -6,6 +6,9 @@ proxies, so users' requests need no token. DashboardClient, given the token, dep
 """
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -28,6 +31,7 @@ class RayHead(Protocol):
     dashboard_url: str
     serve_port: int
     grpc_port: int
+    gcs_port: int
     auth_token: str | None
 
     @property
@@ -122,3 +126,16 @@ async def test_the_client_with_the_token_deploys_updates_and_reads_and_users_nee
         # Serve's gRPC proxy needs no token either.
         assert "hello" in await asyncio.to_thread(list_applications, head.grpc_port)
         await client.put_applications({**config(head, "bonjour"), "applications": []})
+
+
+def test_a_node_with_another_token_cannot_join(ray_head_with_token: RayHead, tmp_path: Any) -> None:
+    """Ray's RPCs need the token too: a process with another token is refused by the GCS. That is why a token
+    rotation replaces every Ray pod at once: a worker with the new token could never join the old head."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0" * 64, RAY_USAGE_STATS_ENABLED="0")
+    code = f"import ray; ray.init(address='127.0.0.1:{ray_head_with_token.gcs_port}')"
+    # cwd: keep the repository's `operator/` folder from shadowing the stdlib module.
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0
+    assert "InvalidAuthToken" in result.stdout + result.stderr

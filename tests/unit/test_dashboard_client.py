@@ -20,6 +20,7 @@ from serveplane.operator.clients.dashboard import (
     DashboardUnauthorized,
     DashboardUnavailable,
 )
+from serveplane.operator.observe import DashboardPool
 
 
 @dataclass
@@ -218,3 +219,14 @@ async def test_an_auth_refusal_is_unauthorized_and_not_retried(dashboard: FakeDa
             await client.get_applications()
     assert caught.value.status == status and isinstance(caught.value, DashboardRejected)
     assert len(dashboard.seen) == 1
+
+
+async def test_the_pool_replaces_a_client_when_the_token_or_the_head_changes() -> None:
+    pool = DashboardPool(timeout_s=1.0)
+    first = await pool.for_head("ns", "demo", "10.0.0.1", "token-a")
+    assert await pool.for_head("ns", "demo", "10.0.0.1", "token-a") is first
+    rotated = await pool.for_head("ns", "demo", "10.0.0.1", "token-b")
+    assert rotated is not first
+    assert await pool.for_head("ns", "demo", "10.0.0.2", "token-b") is not rotated
+    assert "token-" not in repr(pool) + repr(rotated)
+    await pool.close()
