@@ -113,18 +113,22 @@ def submit_reason(
 def proxy_labels(pods: list[Obj], serve: dict[str, Any] | None) -> dict[str, str | None]:
     """Pod name -> the proxy label it should carry (None: no label), only where it differs from now.
 
-    With no report from Serve, labels stay as they are: readiness probes still take a dead pod out. A report
-    without proxies is no report either: Serve's controller is not running (a new head whose controller is still
-    recovering from the GCS), while the proxies on the workers still serve.
+    A pod gets the label when Serve reports its proxy HEALTHY and loses it when the proxy is reported in any
+    other state or not at all, except STARTING, which keeps a pod as it is: a controller that restarted (a new head
+    recovering it from the GCS) reports the proxies it finds as STARTING until their first health check, while
+    they serve all along. With no report from Serve, labels stay as they are: readiness probes still take a dead
+    pod out. A report without proxies is no report either: Serve's controller is not running.
     """
     if serve is None or not serve.get("proxies"):
         return {}
-    healthy_ips = {p.get("node_ip") for p in (serve.get("proxies") or {}).values() if p.get("status") == "HEALTHY"}
+    states = {p.get("node_ip"): p.get("status") for p in serve["proxies"].values()}
     changes: dict[str, str | None] = {}
     for pod in pods:
         ip = (pod.get("status") or {}).get("podIP")
-        wanted = common.PROXY_HEALTHY if ip and ip in healthy_ips else None
-        if (pod["metadata"].get("labels") or {}).get(common.PROXY_LABEL) != wanted:
+        current = (pod["metadata"].get("labels") or {}).get(common.PROXY_LABEL)
+        state = states.get(ip) if ip else None
+        wanted = current if state == "STARTING" else common.PROXY_HEALTHY if state == "HEALTHY" else None
+        if current != wanted:
             changes[objects.name(pod)] = wanted
     return changes
 

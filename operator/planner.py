@@ -207,10 +207,13 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
 
 
 def _busy(view: status.ClusterView, composition: Composition, apps: tuple[Obj, ...]) -> bool:
-    """Whether to poll fast: pods start, Serve is unknown, deploys or fails, or an application is going."""
+    """Whether to poll fast: pods or proxies start, Serve is unknown, deploys or fails, or an application is
+    going."""
     if view.serve is None or view.ready_nodes < view.desired_nodes:
         return True
     if any(objects.is_deleting(a) for a in apps) or any(v.waiting for v in composition.deployments.values()):
         return True
+    if any(p.get("status") == "STARTING" for p in (view.serve.get("proxies") or {}).values()):
+        return True  # a proxy is about to join the serve Service
     reported = view.serve.get("applications") or {}
     return any((reported.get(n) or {}).get("status") != "RUNNING" for n in composition.app_names)

@@ -9,6 +9,7 @@ as a client in a pod would send it.
 
 from __future__ import annotations
 
+import base64
 import collections
 import functools
 import json
@@ -22,10 +23,9 @@ from typing import Any
 
 import pytest
 import yaml
-from trialkit import Trial
+from trialkit import EndpointTraffic, Trial
 
 from serveplane.localcluster import audit, nodeclean
-from serveplane.localcluster.controlplane import KubectlError
 from serveplane.localcluster.incluster import USER, ChartOperator, utcnow
 from serveplane.localcluster.testkit import wait_for as _wait_for
 from serveplane.localcluster.trial import serve_endpoints
@@ -78,8 +78,18 @@ class World:
     def head_ip(self) -> str:
         return self.get("pod", "demo-head")["status"]["podIP"]
 
+    def ray_token(self) -> str:
+        """The cluster's Ray auth token, from the Secret the operator made (as an admin with access would read it)."""
+        secret = self.get("secret", "demo-ray-token")
+        assert secret is not None, "token authentication is on by default: the operator makes the Secret"
+        return base64.b64decode(secret["data"]["token"]).decode()
+
+    def dashboard(self, path: str, token: str | None) -> urllib.request.Request:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return urllib.request.Request(f"http://{self.head_ip()}:8265{path}", headers=headers)
+
     def serve_status(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://{self.head_ip()}:8265/api/serve/applications/", timeout=10) as answer:
+        with urllib.request.urlopen(self.dashboard("/api/serve/applications/", self.ray_token()), timeout=10) as answer:
             return json.loads(answer.read())
 
     def leader(self) -> str:
@@ -95,63 +105,21 @@ def http_json(ip: str, path: str, timeout: float = 10.0) -> dict[str, Any]:
         return json.loads(answer.read())
 
 
-class Traffic:
-    """Requests sent to an application throughout a change, through the serve Service's ClusterIP (kube-proxy
-    picks a ready endpoint for each new connection), about 20 a second. The Service's ready endpoints are re-read
-    every half second to count the time with none. Counts failed requests and time with no endpoint."""
-
-    REREAD_S = 0.5
+class Traffic(EndpointTraffic):
+    """Requests sent to an application throughout a change through the serve Service's ClusterIP (kube-proxy
+    picks a ready endpoint for each new connection), about 20 a second, while the Service's ready endpoints are
+    re-read every half second to count the time with none."""
 
     def __init__(self, world: World, path: str) -> None:
-        self.world, self.path = world, path
+        super().__init__(world.cp, NS, "demo-serve", path, rate=20.0)
         self.cluster_ip = world.serve_cluster_ip()
-        self.sent = self.failed = 0
-        self.no_endpoint_s = 0.0
-        self.errors: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=target, daemon=True) for target in (self._send, self._read)]
 
-    def _read(self) -> None:
-        empty_since = 0.0
-        while not self._stop.wait(self.REREAD_S):
-            try:
-                endpoints = self.world.serve_endpoints()
-            except KubectlError as error:  # the API server is not what is under test here
-                self.errors.append(f"reading the endpoints: {error}")
-                continue
-            now = time.monotonic()
-            if not endpoints and not empty_since:
-                empty_since = now
-            elif endpoints and empty_since:
-                self.no_endpoint_s += now - empty_since
-                empty_since = 0.0
-        if empty_since:
-            self.no_endpoint_s += time.monotonic() - empty_since
-
-    def _send(self) -> None:
-        while not self._stop.is_set():
-            self.sent += 1
-            try:
-                # urllib opens a new connection each time, so kube-proxy balances every request.
-                http_json(self.cluster_ip, self.path)
-            except (OSError, urllib.error.URLError, ValueError) as error:
-                self.failed += 1
-                self.errors.append(str(error))
-            time.sleep(0.05)
-
-    def __enter__(self) -> Traffic:
-        for thread in self._threads:
-            thread.start()
-        return self
+    def target(self, turn: int) -> str:
+        return self.cluster_ip
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
-        print(
-            f"\ntraffic to {self.cluster_ip}{self.path}: {self.sent} sent, {self.failed} failed, "
-            f"{self.no_endpoint_s:.1f} s with no ready endpoint"
-        )
+        super().__exit__(*exc)
+        print("\n" + self.report(f"through {self.cluster_ip}"))
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +138,17 @@ def test_the_examples_dev_up_applied_are_ready(world: World) -> None:
     assert sorted(cluster["status"]["applications"]) == ["composed", "hello"]
     assert world.get("sapp", "hello")["status"]["serveStatus"] == "RUNNING"
     assert {p["spec"]["containers"][0]["image"] for p in world.ray_pods()} == {"serveplane/runtime:0.1.0"}
+
+
+def test_the_ray_dashboard_refuses_requests_without_the_clusters_token(world: World) -> None:
+    for path in ("/api/jobs/", "/api/serve/applications/"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(world.dashboard(path, None), timeout=10)
+        assert refused.value.code in (401, 403), path
+        with urllib.request.urlopen(world.dashboard(path, world.ray_token()), timeout=10) as answer:
+            assert answer.status == 200, path
+    head = world.get("pod", "demo-head")
+    assert world.ray_token() not in json.dumps(head), "the pod only references the Secret"
 
 
 def test_both_applications_answer_through_proxies_on_several_pods(world: World) -> None:
@@ -296,6 +275,8 @@ def test_deleting_the_head_pod_recovers_and_shows_the_outage(world: World) -> No
         ),
     )
     assert cluster["status"]["appliedHeadUid"] == new["metadata"]["uid"]
+    # Without GCS fault tolerance the new head is a new Ray cluster: Serve starts empty and gets the config again.
+    assert cluster["status"]["lastHeadRecovery"]["how"] == "Resubmitted", cluster["status"]
     ip = wait_for("a serve endpoint", lambda: world.serve_endpoints())[0]
     wait_for("hello to answer again", lambda: http_json(ip, "/hello/")["greeting"] == "Updated in place")
 

@@ -10,8 +10,12 @@ replica lives on a worker and survives the head.
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
+import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +27,7 @@ from serveplane.localcluster.incluster import ChartOperator
 from serveplane.localcluster.redis import RedisServer
 from serveplane.localcluster.testkit import condition
 from serveplane.localcluster.testkit import wait_for as _wait_for
+from serveplane.localcluster.trial import serve_endpoints
 
 NS = "ha"
 pytestmark = pytest.mark.timeout(1500)
@@ -63,11 +68,59 @@ class HA:
         found = ((self.get("scl", "ha") or {}).get("status") or {}).get("lastHeadRecovery") or {}
         return found if found.get("headUid") == head_uid else None
 
+    def every_proxy_serves(self) -> bool:
+        """The steady state: the serve Service routes to the Serve proxy of every Ray pod."""
+        return len(serve_endpoints(self.cp, NS, "ha-serve")) == len(self.pods())
+
     def serving(self) -> bool:
         cluster, app = self.get("scl", "ha"), self.get("sapp", "hello")
         return condition(cluster, "Ready").get("status") == "True" and (app or {}).get("status", {}).get(
             "serveStatus"
         ) == "RUNNING"
+
+
+class ProxyReports:
+    """Serve's proxy states as the head's dashboard reports them (with the cluster's token), each time they change:
+    with the endpoints' timeline, what a failure window is made of."""
+
+    def __init__(self, ha: HA, traffic: EndpointTraffic) -> None:
+        self.ha, self.traffic = ha, traffic
+        self.changes: list[tuple[float, dict[str, str] | str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        secret = self.ha.get("secret", "ha-ray-token") or {}
+        token = base64.b64decode((secret.get("data") or {}).get("token", "")).decode()
+        while not self._stop.wait(0.5):
+            head = self.ha.get("pod", "ha-head") or {}
+            ip = (head.get("status") or {}).get("podIP")
+            seen: dict[str, str] | str
+            try:
+                request = urllib.request.Request(f"http://{ip}:8265/api/serve/applications/",
+                                                 headers={"Authorization": f"Bearer {token}"})
+                with urllib.request.urlopen(request, timeout=3) as answer:
+                    report = json.loads(answer.read())
+                seen = {p["node_ip"]: p["status"] for p in (report.get("proxies") or {}).values()}
+            except (OSError, ValueError) as error:
+                seen = f"no answer ({type(error).__name__})"
+            if not self.changes or self.changes[-1][1] != seen:
+                self.changes.append((time.monotonic() - self.traffic.started, seen))
+
+    def __enter__(self) -> ProxyReports:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def print_timeline(traffic: EndpointTraffic, proxies: ProxyReports) -> None:
+    events = [(t, f"endpoints {e}") for t, e in traffic.changes] + [(t, f"proxies {p}") for t, p in proxies.changes]
+    events += [(t - traffic.started, f"FAILED {ip or '-'}: {error[:80]}") for t, ip, error in traffic.failures[:30]]
+    for t, line in sorted(events):
+        print(f"  {t:7.2f}s {line}")
 
 
 def manifests(redis: RedisServer) -> str:
@@ -135,7 +188,8 @@ def test_the_head_keeps_the_clusters_state_in_redis(ha: HA) -> None:
 def test_deleting_the_head_pod_fails_no_request_and_restarts_no_worker(ha: HA) -> None:
     old_head = ha.get("pod", "ha-head")["metadata"]["uid"]
     workers, submitted = ha.workers(), ha.submissions()
-    with EndpointTraffic(ha.cp, NS, "ha-serve", "/hello/") as traffic:
+    with EndpointTraffic(ha.cp, NS, "ha-serve", "/hello/") as traffic, ProxyReports(ha, traffic) as proxies:
+        wait_for("the serve Service to route to every proxy", ha.every_proxy_serves)
         wait_for("traffic to flow", lambda: traffic.sent - traffic.failed > 20)
         ha.cp.kubectl("delete", "pod", "ha-head", "-n", NS, "--wait=false")
         wait_for("a new head pod", lambda: (ha.get("pod", "ha-head") or {}).get("metadata", {}).get("uid")
@@ -146,8 +200,7 @@ def test_deleting_the_head_pod_fails_no_request_and_restarts_no_worker(ha: HA) -
         sent_before_end = traffic.sent
         wait_for("more traffic after the recovery", lambda: traffic.sent > sent_before_end + 20)
     print("\n" + traffic.report("head pod deleted (GCS fault tolerance)"))
-    for _, ip, error in traffic.failures[:10]:
-        print(f"  failed: {ip or '-'}: {error}")
+    print_timeline(traffic, proxies)
     assert recovered["how"] == "RecoveredFromGcs", recovered
     assert ha.submissions() == submitted, "Serve came back from the GCS: nothing was resubmitted"
     assert ha.workers() == workers, "the workers' pods and containers are the ones of before"
@@ -160,7 +213,8 @@ def test_a_crash_of_the_heads_ray_fails_only_requests_to_the_heads_proxy(ha: HA)
     workers, submitted = ha.workers(), ha.submissions()
     kill_ray = ("import os; me = os.getpid(); "
                 "[os.kill(int(p), 9) for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, me)]")
-    with EndpointTraffic(ha.cp, NS, "ha-serve", "/hello/") as traffic:
+    with EndpointTraffic(ha.cp, NS, "ha-serve", "/hello/") as traffic, ProxyReports(ha, traffic) as proxies:
+        wait_for("the serve Service to route to every proxy", ha.every_proxy_serves)
         wait_for("traffic to flow", lambda: traffic.sent - traffic.failed > 20)
         # Every process of the head's container but the runtime (PID 1), which then exits: the kubelet restarts it.
         ha.cp.kubectl("exec", "-n", NS, "ha-head", "--", "python", "-c", kill_ray, check=False)
@@ -170,6 +224,7 @@ def test_a_crash_of_the_heads_ray_fails_only_requests_to_the_heads_proxy(ha: HA)
         sent_before_end = traffic.sent
         wait_for("more traffic after the recovery", lambda: traffic.sent > sent_before_end + 20)
     print("\n" + traffic.report("head's Ray SIGKILLed (GCS fault tolerance)"))
+    print_timeline(traffic, proxies)
     assert {ip for _, ip, _ in traffic.failures} <= {head_ip}, traffic.failures[:10]
     assert ha.submissions() == submitted, "Serve came back from the GCS on the restarted head: nothing resubmitted"
     assert ha.workers() == workers

@@ -1,6 +1,7 @@
 """What the e2e tests share about the trial that `serveplane dev up` started (the `trial` fixture)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -52,6 +53,9 @@ class EndpointTraffic:
         """(monotonic time, endpoint IP or "", error) of each failed request."""
         self.no_endpoint_s = 0.0
         self.endpoints: list[str] = serve_endpoints(cp, namespace, service)
+        self.started = time.monotonic()
+        self.changes: list[tuple[float, list[str]]] = [(0.0, self.endpoints)]
+        """(seconds since the start, ready endpoints) each time they changed: the timeline of a fault."""
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=target, daemon=True) for target in (self._send, self._read)]
 
@@ -63,6 +67,8 @@ class EndpointTraffic:
             except KubectlError:  # the API server is not what is under test here; keep the last endpoints
                 continue
             now = time.monotonic()
+            if self.endpoints != self.changes[-1][1]:
+                self.changes.append((now - self.started, self.endpoints))
             if not self.endpoints and not empty_since:
                 empty_since = now
             elif self.endpoints and empty_since:
@@ -71,25 +77,34 @@ class EndpointTraffic:
         if empty_since:
             self.no_endpoint_s += time.monotonic() - empty_since
 
+    def target(self, turn: int) -> str | None:
+        """Where request number `turn` goes: the next ready endpoint, or None when there is none."""
+        endpoints = self.endpoints
+        return endpoints[turn % len(endpoints)] if endpoints else None
+
     def _send(self) -> None:
         turn = 0
         while not self._stop.is_set():
-            endpoints, ip, error = self.endpoints, "", ""
+            ip, error = self.target(turn), ""
+            turn += 1
             self.sent += 1
-            if not endpoints:
-                error = "no ready endpoint"
+            if ip is None:
+                ip, error = "", "no ready endpoint"
             else:
-                ip = endpoints[turn % len(endpoints)]
-                turn += 1
                 try:
+                    # A new connection each time, so a Service's ClusterIP balances every request too.
                     with urllib.request.urlopen(f"http://{ip}:{self.port}{self.path}", timeout=10) as answer:
-                        answer.read()
-                except (OSError, urllib.error.URLError) as problem:
+                        json.loads(answer.read())
+                except (OSError, urllib.error.URLError, ValueError) as problem:
                     error = str(problem)
             if error:
                 self.failed += 1
                 self.failures.append((time.monotonic(), ip, error))
             time.sleep(self.interval)
+
+    @property
+    def errors(self) -> list[str]:
+        return [error for _, _, error in self.failures]
 
     def __enter__(self) -> EndpointTraffic:
         for thread in self._threads:

@@ -296,6 +296,26 @@ def test_a_report_without_proxies_changes_no_label(k8s):
     assert plan.proxy_labels(observed, head_only) == {"demo-worker-cpu-0": None}
 
 
+@pytest.mark.parametrize(
+    ("labelled", "state", "expected"),
+    [
+        (True, "STARTING", {}),  # a restarted controller's first report: the proxy serves all along
+        (False, "STARTING", {}),
+        (False, "HEALTHY", {"demo-head": common.PROXY_HEALTHY}),
+        (True, "HEALTHY", {}),
+        (True, "UNHEALTHY", {"demo-head": None}),
+        (True, "DRAINING", {"demo-head": None}),
+        (True, "DRAINED", {"demo-head": None}),
+    ],
+)
+def test_the_proxy_label_follows_the_reported_state(k8s, labelled, state, expected):
+    labels = {common.PROXY_LABEL: common.PROXY_HEALTHY} if labelled else None
+    head = k8s.observed(desired(workers=0)[0], ip="10.0.0.1", labels=labels)
+    other = {"other": {"node_ip": "10.0.0.9", "status": "HEALTHY"}}
+    report = {"proxies": {"n": {"node_ip": "10.0.0.1", "status": state}, **other}}
+    assert plan.proxy_labels([head], report) == expected
+
+
 # --- finalizers ----------------------------------------------------------------------------------------------
 
 

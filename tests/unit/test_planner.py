@@ -473,3 +473,12 @@ def test_the_operators_access_reaches_the_network_policy(world: World) -> None:
     peer = apply.obj["spec"]["ingress"][2]["from"][0]
     assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ops"}
     assert peer["podSelector"]["matchLabels"] == {"app": "op"}
+
+
+def test_a_starting_proxy_keeps_the_polls_fast_until_it_joins_the_serve_service(world: World) -> None:
+    world.converge()
+    starting = copy.deepcopy(world.snap.serve)
+    assert starting is not None
+    next(iter(starting["proxies"].values()))["status"] = "STARTING"
+    world.snap = dataclasses.replace(world.snap, serve=starting)
+    assert world.plan().busy, "a proxy about to serve is labelled within a fast poll, not a slow one"
