@@ -110,25 +110,36 @@ def submit_reason(
     return None
 
 
-def proxy_labels(pods: list[Obj], serve: dict[str, Any] | None) -> dict[str, str | None]:
-    """Pod name -> the proxy label it should carry (None: no label), only where it differs from now.
+def proxy_labels(pods: list[Obj], serve: dict[str, Any] | None) -> dict[str, dict[str, str | None]]:
+    """Pod name -> the proxy labels to set on it (a None value removes one), only where they differ from now.
 
-    A pod gets the label when Serve reports its proxy HEALTHY and loses it when the proxy is reported in any
-    other state or not at all, except STARTING, which keeps a pod as it is: a controller that restarted (a new head
-    recovering it from the GCS) reports the proxies it finds as STARTING until their first health check, while
-    they serve all along. With no report from Serve, labels stay as they are: readiness probes still take a dead
-    pod out. A report without proxies is no report either: Serve's controller is not running.
+    A pod gets the proxy label (and the label naming its proxy's actor) when Serve reports its proxy HEALTHY, and
+    loses it when the proxy is reported in any other state or not at all, except one: the very proxy actor that
+    was healthy, reported STARTING, keeps its pod as it is. That is a restarted controller (a new head recovering
+    it from the GCS) re-discovering a proxy that served all along; a new proxy actor (its node's Ray restarted)
+    serves only once HEALTHY. A pod that is not Ready loses the labels at once, report or not: its proxy may be
+    gone with its Ray (a crash restarts the container), and once Ready again it must not get traffic before Serve
+    reports a proxy there. Otherwise, with no report from Serve, labels stay as they are. A report without proxies
+    is no report either: Serve's controller is not running.
     """
-    if serve is None or not serve.get("proxies"):
-        return {}
-    states = {p.get("node_ip"): p.get("status") for p in serve["proxies"].values()}
-    changes: dict[str, str | None] = {}
+    unlabelled: dict[str, str | None] = {common.PROXY_LABEL: None, common.PROXY_ACTOR_LABEL: None}
+    reported = {p.get("node_ip"): p for p in serve["proxies"].values()} if serve and serve.get("proxies") else None
+    changes: dict[str, dict[str, str | None]] = {}
     for pod in pods:
         ip = (pod.get("status") or {}).get("podIP")
-        current = (pod["metadata"].get("labels") or {}).get(common.PROXY_LABEL)
-        state = states.get(ip) if ip else None
-        wanted = current if state == "STARTING" else common.PROXY_HEALTHY if state == "HEALTHY" else None
-        if current != wanted:
+        labels = pod["metadata"].get("labels") or {}
+        current = {key: labels.get(key) for key in (common.PROXY_LABEL, common.PROXY_ACTOR_LABEL)}
+        if reported is None and pod_ready(pod):
+            continue
+        proxy = reported.get(ip) if reported is not None and ip and pod_ready(pod) else None
+        state, actor = (proxy or {}).get("status"), (proxy or {}).get("actor_id")
+        if state == "HEALTHY":
+            wanted: dict[str, str | None] = {common.PROXY_LABEL: common.PROXY_HEALTHY, common.PROXY_ACTOR_LABEL: actor}
+        elif state == "STARTING" and actor and actor == current[common.PROXY_ACTOR_LABEL]:
+            wanted = current
+        else:
+            wanted = unlabelled
+        if wanted != current:
             changes[objects.name(pod)] = wanted
     return changes
 

@@ -140,8 +140,7 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
     composition = compose(spec, list(snap.apps), list(snap.deployments), serve_view(serve, list(snap.apps)))
 
     actions += [
-        LabelPod(pod_name, {common.PROXY_LABEL: label})
-        for pod_name, label in plan.proxy_labels(list(snap.pods), serve).items()
+        LabelPod(pod_name, labels) for pod_name, labels in plan.proxy_labels(list(snap.pods), serve).items()
     ]
     routes = [app["route_prefix"] for app in composition.config["applications"]]
     ingress = network.ingress(cluster=name, namespace=namespace, uid=uid, spec=spec, routes=routes)

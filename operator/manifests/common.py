@@ -12,6 +12,9 @@ GROUP_LABEL = "serveplane.dev/worker-group"
 # to pods whose proxy is healthy while pods without replicas (drained proxy) still count as Ready.
 PROXY_LABEL = "serveplane.dev/proxy"
 PROXY_HEALTHY = "healthy"
+# The actor ID of the proxy that was last reported HEALTHY on the pod: tells a proxy that a restarted controller
+# re-discovers (the same actor) from a new one after the node's Ray restarted.
+PROXY_ACTOR_LABEL = "serveplane.dev/proxy-actor"
 POD_HASH_ANNOTATION = "serveplane.dev/pod-spec-hash"
 
 GCS_PORT = 6379

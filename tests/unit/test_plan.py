@@ -247,35 +247,43 @@ def test_config_change_takes_precedence_over_the_other_reasons():
 
 
 def serve_report(*proxies: tuple[str, str]) -> dict[str, Any]:
-    return {"applications": {}, "proxies": {f"node-{i}": {"node_ip": ip, "status": status, "node_id": f"node-{i}"}
-                                           for i, (ip, status) in enumerate(proxies)}}
+    """Serve's proxy report: proxy i on `ip` in `status`, its actor `actor-i`."""
+    return {"applications": {}, "proxies": {
+        f"node-{i}": {"node_ip": ip, "status": status, "node_id": f"node-{i}", "actor_id": f"actor-{i}"}
+        for i, (ip, status) in enumerate(proxies)
+    }}
+
+
+def serving(actor: str) -> dict[str, str | None]:
+    return {common.PROXY_LABEL: common.PROXY_HEALTHY, common.PROXY_ACTOR_LABEL: actor}
+
+
+UNLABELLED: dict[str, str | None] = {common.PROXY_LABEL: None, common.PROXY_ACTOR_LABEL: None}
 
 
 def test_labels_pods_whose_proxy_is_healthy_and_unlabels_the_others(k8s):
     want = desired()
-    healthy = {common.PROXY_LABEL: common.PROXY_HEALTHY}
     observed = [
         k8s.observed(want[0], ip="10.0.0.1"),  # healthy, no label yet
-        k8s.observed(want[1], ip="10.0.0.2", labels=healthy),  # labelled, now unhealthy
-        k8s.observed(want[2], ip="10.0.0.3", labels=healthy),  # labelled and healthy: unchanged
+        k8s.observed(want[1], ip="10.0.0.2", labels=serving("actor-1")),  # labelled, now unhealthy
+        k8s.observed(want[2], ip="10.0.0.3", labels=serving("actor-2")),  # labelled and healthy: unchanged
     ]
     serve = serve_report(("10.0.0.1", "HEALTHY"), ("10.0.0.2", "UNHEALTHY"), ("10.0.0.3", "HEALTHY"))
-    assert plan.proxy_labels(observed, serve) == {"demo-head": "healthy", "demo-worker-cpu-0": None}
+    assert plan.proxy_labels(observed, serve) == {"demo-head": serving("actor-0"), "demo-worker-cpu-0": UNLABELLED}
 
 
 def test_draining_or_missing_proxies_lose_the_label(k8s):
     want = desired()
-    healthy = {common.PROXY_LABEL: common.PROXY_HEALTHY}
-    observed = [k8s.observed(want[0], ip="10.0.0.1", labels=healthy),
-                k8s.observed(want[1], ip="10.0.0.2", labels=healthy),
+    observed = [k8s.observed(want[0], ip="10.0.0.1", labels=serving("actor-0")),
+                k8s.observed(want[1], ip="10.0.0.2", labels=serving("actor-9")),
                 k8s.observed(want[2], ip=None)]
     serve = serve_report(("10.0.0.1", "DRAINING"))
-    assert plan.proxy_labels(observed, serve) == {"demo-head": None, "demo-worker-cpu-0": None}
+    assert plan.proxy_labels(observed, serve) == {"demo-head": UNLABELLED, "demo-worker-cpu-0": UNLABELLED}
 
 
 def test_no_changes_when_labels_are_right(k8s):
     want = desired()
-    observed = [k8s.observed(want[0], ip="10.0.0.1", labels={common.PROXY_LABEL: common.PROXY_HEALTHY}),
+    observed = [k8s.observed(want[0], ip="10.0.0.1", labels=serving("actor-0")),
                 k8s.observed(want[1], ip="10.0.0.2")]
     assert plan.proxy_labels(observed, serve_report(("10.0.0.1", "HEALTHY"))) == {}
 
@@ -285,34 +293,47 @@ def test_labels_stay_as_they_are_without_a_report_from_serve(k8s):
     assert plan.proxy_labels(observed, None) == {}
 
 
+@pytest.mark.parametrize("report", [None, "healthy"])
+def test_a_pod_that_is_not_ready_loses_its_labels_report_or_not(k8s, report):
+    """Its Ray crashed: once Ready again, it must wait for Serve to report a proxy there."""
+    want = desired(workers=1)
+    observed = [k8s.observed(want[0], ip="10.0.0.1", ready=False, labels=serving("actor-0")),
+                k8s.observed(want[1], ip="10.0.0.2", labels=serving("actor-1"))]
+    serve = serve_report(("10.0.0.1", "HEALTHY"), ("10.0.0.2", "HEALTHY")) if report else None
+    assert plan.proxy_labels(observed, serve) == {"demo-head": UNLABELLED}
+
+
 def test_a_report_without_proxies_changes_no_label(k8s):
     """Serve's controller is not running (a new head recovering it from the GCS): the workers' proxies still
     serve, so the serve Service keeps them; a report with proxies decides again."""
     want = desired(workers=1)
-    observed = [k8s.observed(p, ip=f"10.0.0.{i}", labels={common.PROXY_LABEL: common.PROXY_HEALTHY})
-                for i, p in enumerate(want, 1)]
+    observed = [k8s.observed(p, ip=f"10.0.0.{i}", labels=serving(f"actor-{i - 1}")) for i, p in enumerate(want, 1)]
     assert plan.proxy_labels(observed, {"controller_info": {}, "proxies": {}, "applications": {}}) == {}
-    head_only = {"proxies": {"n": {"node_ip": observed[0]["status"]["podIP"], "status": "HEALTHY"}}}
-    assert plan.proxy_labels(observed, head_only) == {"demo-worker-cpu-0": None}
+    assert plan.proxy_labels(observed, serve_report(("10.0.0.1", "HEALTHY"))) == {"demo-worker-cpu-0": UNLABELLED}
 
 
 @pytest.mark.parametrize(
-    ("labelled", "state", "expected"),
+    ("labels", "state", "actor", "expected"),
     [
-        (True, "STARTING", {}),  # a restarted controller's first report: the proxy serves all along
-        (False, "STARTING", {}),
-        (False, "HEALTHY", {"demo-head": common.PROXY_HEALTHY}),
-        (True, "HEALTHY", {}),
-        (True, "UNHEALTHY", {"demo-head": None}),
-        (True, "DRAINING", {"demo-head": None}),
-        (True, "DRAINED", {"demo-head": None}),
+        # A restarted controller re-discovers the proxy that served all along: it keeps serving.
+        (serving("actor-0"), "STARTING", "actor-0", {}),
+        # A new proxy actor (the node's Ray restarted): out of the serve Service until HEALTHY.
+        (serving("actor-0"), "STARTING", "actor-7", {"demo-head": UNLABELLED}),
+        (None, "STARTING", "actor-0", {}),
+        (None, "HEALTHY", "actor-0", {"demo-head": serving("actor-0")}),
+        (serving("actor-0"), "HEALTHY", "actor-0", {}),
+        (serving("actor-0"), "HEALTHY", "actor-7", {"demo-head": serving("actor-7")}),
+        (serving("actor-0"), "UNHEALTHY", "actor-0", {"demo-head": UNLABELLED}),
+        (serving("actor-0"), "DRAINING", "actor-0", {"demo-head": UNLABELLED}),
+        (serving("actor-0"), "DRAINED", "actor-0", {"demo-head": UNLABELLED}),
     ],
 )
-def test_the_proxy_label_follows_the_reported_state(k8s, labelled, state, expected):
-    labels = {common.PROXY_LABEL: common.PROXY_HEALTHY} if labelled else None
+def test_the_proxy_label_follows_the_reported_state_and_actor(k8s, labels, state, actor, expected):
     head = k8s.observed(desired(workers=0)[0], ip="10.0.0.1", labels=labels)
-    other = {"other": {"node_ip": "10.0.0.9", "status": "HEALTHY"}}
-    report = {"proxies": {"n": {"node_ip": "10.0.0.1", "status": state}, **other}}
+    report = {"proxies": {
+        "n": {"node_ip": "10.0.0.1", "status": state, "actor_id": actor},
+        "other": {"node_ip": "10.0.0.9", "status": "HEALTHY", "actor_id": "actor-9"},
+    }}
     assert plan.proxy_labels([head], report) == expected
 
 

@@ -393,7 +393,8 @@ def test_the_proxy_label_follows_serves_report(world: World) -> None:
     world.snap = dataclasses.replace(world.snap, serve=serve)
     plan = world.plan()
     labels = [a for a in plan.actions if isinstance(a, LabelPod)]
-    assert [(a.name, a.labels) for a in labels] == [(worker["metadata"]["name"], {common.PROXY_LABEL: None})]
+    unlabelled = {common.PROXY_LABEL: None, common.PROXY_ACTOR_LABEL: None}
+    assert [(a.name, a.labels) for a in labels] == [(worker["metadata"]["name"], unlabelled)]
 
 
 # --- the token Secret and the NetworkPolicy ---------------------------------------------------------------------
