@@ -1,12 +1,12 @@
 """What the e2e tests share about the trial that `serveplane dev up` started (the `trial` fixture)."""
 from __future__ import annotations
 
+import http.client
 import json
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,8 +95,9 @@ class EndpointTraffic:
                     # A new connection each time, so a Service's ClusterIP balances every request too.
                     with urllib.request.urlopen(f"http://{ip}:{self.port}{self.path}", timeout=10) as answer:
                         json.loads(answer.read())
-                except (OSError, urllib.error.URLError, ValueError) as problem:
-                    error = str(problem)
+                except (OSError, ValueError, http.client.HTTPException) as problem:
+                    # Any failure counts, a connection cut mid-answer (IncompleteRead) too.
+                    error = f"{type(problem).__name__}: {problem}"
             if error:
                 self.failed += 1
                 self.failures.append((time.monotonic(), ip, error))
