@@ -49,6 +49,17 @@ def is_newer(new: Obj, old: Obj | None) -> bool:
     return new_rv is None or old_rv is None or new_rv >= old_rv
 
 
+def is_gone(kind: str, obj: Obj) -> bool:
+    """Whether this version is the last one of an object that no longer exists.
+
+    The API server removes a custom resource the moment it is being deleted and has no finalizer left, so the
+    response of the write that removed the last finalizer describes a deleted object. That response can reach the
+    store after the watch's DELETED event: storing it would bring back a ghost no event ever removes. (Pods are not
+    gone then: they end gracefully, and the watch says when.)
+    """
+    return kind in CUSTOM and objects.is_deleting(obj) and not obj["metadata"].get("finalizers")
+
+
 def _essence(kind: str, obj: Obj) -> dict[str, Any]:
     meta = {k: v for k, v in obj["metadata"].items() if k not in _VOLATILE_METADATA}
     rest = {k: v for k, v in obj.items() if k != "metadata" and not (kind in CUSTOM and k == "status")}
@@ -83,6 +94,8 @@ class Store:
         """
         key = (objects.namespace(obj), objects.name(obj))
         old = self._objects[kind].get(key)
+        if is_gone(kind, obj):
+            return self.remove(kind, obj) if old is not None else set()
         if not is_newer(obj, old):
             return set()
         self._objects[kind][key] = obj

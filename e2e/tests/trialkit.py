@@ -13,6 +13,7 @@ from pathlib import Path
 
 from serveplane.localcluster.controlplane import ControlPlane, KubectlError
 from serveplane.localcluster.stack import Stack
+from serveplane.localcluster.testkit import wait_for
 from serveplane.localcluster.trial import serve_endpoints
 
 SERVEPLANE = str(Path(sys.executable).parent / "serveplane")
@@ -102,6 +103,11 @@ class EndpointTraffic:
                 self.failed += 1
                 self.failures.append((time.monotonic(), ip, error))
             time.sleep(self.interval)
+
+    def carry_on(self, requests: int = 20, timeout: float = 120.0) -> None:
+        """Block until `requests` more requests were sent: the traffic goes on past a change, not just up to it."""
+        mark = self.sent
+        wait_for(f"{requests} more requests", lambda: self.sent >= mark + requests, timeout=timeout)
 
     @property
     def errors(self) -> list[str]:

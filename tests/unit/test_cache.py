@@ -115,3 +115,25 @@ def test_owned_objects_are_found_by_the_cluster_label(k8s: Any) -> None:
     store.put(PODS, pod(k8s, "demo-head"))
     store.put(PODS, pod(k8s, "other-head", cluster="other"))
     assert [p["metadata"]["name"] for p in store.owned(PODS, k8s.namespace, "demo")] == ["demo-head"]
+
+
+def test_the_last_version_of_a_deleted_resource_never_brings_it_back(k8s: Any) -> None:
+    """The response of the write that removed the last finalizer can arrive after the watch's DELETED event."""
+    store = Store()
+    app = k8s.app("hello", {"cluster": "a"}, deleting=True, finalizers=["serveplane.dev/serve-cleanup"])
+    store.put(APPS, app)
+    released = bumped(app)
+    released["metadata"]["finalizers"] = []
+    store.remove(APPS, app)  # the DELETED event came first
+    assert store.put(APPS, released) == set()
+    assert store.get(APPS, k8s.namespace, "hello") is None
+    store.put(APPS, app)  # or the response comes first: it removes the object
+    assert store.put(APPS, released) == {(k8s.namespace, "a"), (k8s.namespace, ORPHANS)}
+    assert store.get(APPS, k8s.namespace, "hello") is None
+
+
+def test_a_terminating_pod_without_finalizers_stays_until_the_watch_says_it_is_gone(k8s: Any) -> None:
+    store = Store()
+    terminating = k8s.observed(pod(k8s, "demo-head"), deleting=True)
+    store.put(PODS, terminating)
+    assert store.get(PODS, k8s.namespace, "demo-head") is not None
