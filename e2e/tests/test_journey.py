@@ -92,6 +92,12 @@ class World:
         with urllib.request.urlopen(self.dashboard("/api/serve/applications/", self.ray_token()), timeout=10) as answer:
             return json.loads(answer.read())
 
+    def ray_node_hosts(self) -> set[str]:
+        """The hosts (pod names) of the alive nodes of the Ray cluster the head runs."""
+        request = self.dashboard("/nodes?view=hostNameList", self.ray_token())
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return set(json.loads(answer.read())["data"]["host_name_list"])
+
     def leader(self) -> str:
         return wait_for("an operator replica to lead", self.operator.leader_name, timeout=60, interval=0.5)
 
@@ -279,6 +285,11 @@ def test_deleting_the_head_pod_recovers_and_shows_the_outage(world: World) -> No
     assert cluster["status"]["lastHeadRecovery"]["how"] == "Resubmitted", cluster["status"]
     ip = wait_for("a serve endpoint", lambda: world.serve_endpoints())[0]
     wait_for("hello to answer again", lambda: http_json(ip, "/hello/")["greeting"] == "Updated in place")
+    # The workers' Ray leaves the lost cluster only once its GCS reconnect times out (Ray's 60 s), then restarts
+    # and joins the new head: the steps after this one start from a whole cluster.
+    pod_names = {p["metadata"]["name"] for p in world.ray_pods()}
+    wait_for("every Ray pod to join the new head", lambda: world.ray_node_hosts() == pod_names, timeout=300)
+    world.kubectl_wait_ready("scl/demo", "sapp/hello", "sapp/composed", timeout=120)
 
 
 def test_deleting_an_application_removes_it_from_serve_only(world: World) -> None:
