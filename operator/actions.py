@@ -69,6 +69,12 @@ class Submit:
     reason: str
     head_ip: str
     head_uid: str
+    generation: str = ""
+    """The generation whose head this is."""
+    upgrade: bool = False
+    """The head of an upgrade's new generation: what it accepted is recorded in status.upgrade instead."""
+    apps_hash: str | None = None
+    """The pending generation's record: the hash of the config's applications alone (capacity aside)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,15 @@ class AdoptHead:
     """Serve came back by itself on a new head (GCS fault tolerance): record the head as the config's, with no PUT."""
 
     head_uid: str
+
+
+@dataclass(frozen=True)
+class PostEvent:
+    """An Event on the ServeCluster: a step of an upgrade."""
+
+    type: str
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,7 @@ Action = (
     | SetFinalizers
     | Submit
     | AdoptHead
+    | PostEvent
     | WriteStatus
 )
 

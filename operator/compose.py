@@ -64,6 +64,11 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def with_capacity(config: dict[str, Any], capacity: float | None) -> dict[str, Any]:
+    """The config with Serve's target_capacity (percent of every deployment's replicas); None: full capacity."""
+    return config if capacity is None else {**config, "target_capacity": capacity}
+
+
 def validation_message(error: ValidationError) -> str:
     """pydantic's errors as `field.path: message` lines, camelCase as the user wrote them."""
     parts = []

@@ -87,6 +87,8 @@ class Executor:
                 self._keep(kind, await self.kube.patch_custom_status(kind, namespace, obj_name, patch))
             case Submit():
                 return await self._submit(key, action, memory)
+            case actions.PostEvent(type=kind, reason=reason, message=message):
+                await self._event(cluster, kind, reason, message)
             case AdoptHead(head_uid=head_uid):
                 recovery = {"headUid": head_uid, "time": _now(), "how": "RecoveredFromGcs"}
                 patch = {"appliedHeadUid": head_uid, "lastHeadRecovery": recovery}
@@ -125,7 +127,7 @@ class Executor:
         namespace, name = key
         cluster = self.store.get(CLUSTERS, namespace, name)
         token = cluster_token(self.store, namespace, name)
-        client = await self.dashboards.for_head(namespace, name, action.head_ip, token)
+        client = await self.dashboards.for_head(namespace, name, action.generation, action.head_ip, token)
         try:
             await timed("PUT", client.put_applications(action.config))
         except DashboardUnauthorized as error:
@@ -157,6 +159,11 @@ class Executor:
         )
         # Record at once: if the operator stops right here, its successor must not submit again.
         applied: dict[str, object] = {"appliedConfigHash": action.config_hash, "appliedHeadUid": action.head_uid}
+        if action.upgrade:
+            # An upgrade's new head: the active generation's record stays as it is.
+            upgrade = {**applied, "appliedApps": action.apps_hash}
+            self._keep(CLUSTERS, await self.kube.patch_custom_status(CLUSTERS, namespace, name, {"upgrade": upgrade}))
+            return True
         if action.reason == "HeadReplaced":
             applied["lastHeadRecovery"] = {"headUid": action.head_uid, "time": _now(), "how": "Resubmitted"}
             metrics.HEAD_RECOVERIES.labels("Resubmitted").inc()

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import objects
+from . import generations, objects
 from .actions import Action, CreatePod, DeletePod, SetFinalizers
 from .api.cluster import ServeClusterSpec
 from .api.kinds import CLUSTERS
@@ -32,13 +32,6 @@ class HeadChange(str, Enum):
     """Serve runs every composed application on the new head: it recovered; record the head, PUT nothing."""
     WAIT = "wait"
     """Serve's controller may still be coming back: neither adopt nor resubmit yet."""
-
-
-def _ready_since(pod: Obj) -> datetime | None:
-    for cond in (pod.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready" and cond.get("status") == "True" and cond.get("lastTransitionTime"):
-            return datetime.fromisoformat(str(cond["lastTransitionTime"]).replace("Z", "+00:00"))
-    return None
 
 
 def head_change(
@@ -61,7 +54,7 @@ def head_change(
         return None
     if composed_apps <= set(serve.get("applications") or {}):
         return HeadChange.ADOPT if applied.get("appliedHeadUid") != objects.uid(head) else None
-    since = _ready_since(head)
+    since = generations.ready_since(head)
     if since is None or now is None or (now - since).total_seconds() < SERVE_RECOVERY_S:
         return HeadChange.WAIT
     return None

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from . import metrics, objects, plan
 from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, NETWORKPOLICIES, PODS, SECRETS, SERVICES
@@ -45,14 +45,19 @@ def cluster_token(store: Store, namespace: str, cluster: str) -> str | None:
 
 @dataclass
 class DashboardPool:
-    """One dashboard client per cluster, replaced when the head pod (and so its IP) or the auth token changes."""
+    """One dashboard client per generation of a cluster, replaced when its head pod (and so its IP) or the auth
+    token changes."""
 
     timeout_s: float
-    _clients: dict[tuple[str, str], tuple[str | None, DashboardClient]] = field(default_factory=dict, repr=False)
-    """(namespace, cluster) -> (the digest of the client's token, the client)."""
+    _clients: dict[tuple[str, str, str], tuple[str | None, DashboardClient]] = field(
+        default_factory=dict, repr=False
+    )
+    """(namespace, cluster, generation) -> (the digest of the client's token, the client)."""
 
-    async def for_head(self, namespace: str, cluster: str, head_ip: str, token: str | None) -> DashboardClient:
-        key = (namespace, cluster)
+    async def for_head(
+        self, namespace: str, cluster: str, generation: str, head_ip: str, token: str | None
+    ) -> DashboardClient:
+        key = (namespace, cluster, generation)
         url = f"http://{head_ip}:{common.DASHBOARD_PORT}"
         fingerprint = auth.digest(token) if token else None
         current = self._clients.get(key)
@@ -65,10 +70,10 @@ class DashboardPool:
         self._clients[key] = (fingerprint, client)
         return client
 
-    async def forget(self, namespace: str, cluster: str) -> None:
-        current = self._clients.pop((namespace, cluster), None)
-        if current is not None:
-            await current[1].close()
+    async def forget(self, namespace: str, cluster: str, keep: set[str] | None = None) -> None:
+        """Close the clients of a cluster's generations, but those in `keep`."""
+        for key in [k for k in self._clients if k[:2] == (namespace, cluster) and k[2] not in (keep or set())]:
+            await self._clients.pop(key)[1].close()
 
     async def close(self) -> None:
         for _, client in self._clients.values():
@@ -115,16 +120,24 @@ async def observe(store: Store, dashboards: DashboardPool, key: Key, rejection: 
     """What a round plans from: the store's objects and, while the cluster lives and its head has an IP,
     Serve's report."""
     snap = _from_store(store, key)
-    head = plan.live_head(snap.pods, snap.name)
-    head_ip = ((head or {}).get("status") or {}).get("podIP")
-    serve, error = None, None
-    if snap.cluster is not None and not objects.is_deleting(snap.cluster) and head_ip:
+    reports: dict[str, dict[str, Any] | None] = {}
+    errors: dict[str, str] = {}
+    if snap.cluster is not None and not objects.is_deleting(snap.cluster):
+        # Every generation with a live head: the active one, and an upgrade's new one (two GETs only then).
+        heads = {plan.generation_of(p): p for p in snap.pods if common.is_head(p) and not objects.is_deleting(p)}
         token = cluster_token(store, snap.namespace, snap.name)
-        client = await dashboards.for_head(snap.namespace, snap.name, head_ip, token)
-        try:
-            serve = await timed("GET", client.get_applications())
-        except DashboardError as problem:
-            error = str(problem)
+        for generation, head in sorted(heads.items()):
+            head_ip = (head.get("status") or {}).get("podIP")
+            if not head_ip:
+                continue
+            client = await dashboards.for_head(snap.namespace, snap.name, generation, head_ip, token)
+            try:
+                reports[generation] = await timed("GET", client.get_applications())
+            except DashboardError as problem:
+                reports[generation], errors[generation] = None, str(problem)
+        await dashboards.forget(snap.namespace, snap.name, keep=set(heads))
     elif snap.cluster is None:
         await dashboards.forget(snap.namespace, snap.name)
-    return dataclasses.replace(snap, serve=serve, serve_error=error, rejection=rejection, now=datetime.now(UTC))
+    return dataclasses.replace(
+        snap, reports=reports, report_errors=errors, rejection=rejection, now=datetime.now(UTC)
+    )

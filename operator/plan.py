@@ -17,10 +17,20 @@ def pod_ready(pod: Obj) -> bool:
     return bool(found and found[0].get("status") == "True")
 
 
-def live_head(pods: tuple[Obj, ...] | list[Obj], cluster: str) -> Obj | None:
-    """The cluster's head pod, unless it is being deleted (a terminating head is no head to talk to)."""
-    name = common.head_pod_name(cluster)
-    return next((p for p in pods if objects.name(p) == name and not objects.is_deleting(p)), None)
+def live_head(pods: tuple[Obj, ...] | list[Obj], generation: str) -> Obj | None:
+    """A generation's head pod, unless it is being deleted (a terminating head is no head to talk to)."""
+    return next(
+        (
+            p for p in pods
+            if common.is_head(p) and generation_of(p) == generation and not objects.is_deleting(p)
+        ),
+        None,
+    )
+
+
+def generation_of(pod: Obj) -> str:
+    """The generation a pod belongs to; pods made before generations existed have none (the legacy one, "")."""
+    return str((pod["metadata"].get("labels") or {}).get(common.GENERATION_LABEL, ""))
 
 
 def _finished(pod: Obj) -> bool:
@@ -142,6 +152,16 @@ def proxy_labels(pods: list[Obj], serve: dict[str, Any] | None) -> dict[str, dic
         if wanted != current:
             changes[objects.name(pod)] = wanted
     return changes
+
+
+def withdrawn(pods: list[Obj]) -> dict[str, dict[str, str | None]]:
+    """The proxy labels to remove so that these pods take no traffic, whatever their proxies report."""
+    keys = (common.PROXY_LABEL, common.PROXY_ACTOR_LABEL)
+    return {
+        objects.name(pod): {key: None for key in keys}
+        for pod in pods
+        if any(key in (pod["metadata"].get("labels") or {}) for key in keys)
+    }
 
 
 def finalizers_to_set(app: Obj, serve_apps: set[str] | None) -> list[str] | None:

@@ -45,9 +45,13 @@ def render(docs: list[Obj], default_image: str, access: netpol.Access | None = N
         ]
         composition = compose(spec, mine, [d for d in sdeps if objects.namespace(d) == namespace])
         args = {"cluster": name, "namespace": namespace, "uid": PLACEHOLDER_UID}
-        built = [pods.head_pod(**args, spec=spec, image=default_image)]
-        built += pods.worker_pods(**args, spec=spec, image=default_image)
-        built += [network.head_service(**args), network.serve_service(**args, spec=spec)]
+        generation = pods.generation_name(**args, spec=spec, image=default_image)
+        built = pods.ray_pods(**args, spec=spec, image=default_image, generation=generation)
+        built += [
+            network.head_service(**args, generation=generation),
+            network.generation_head_service(**args, generation=generation),
+            network.serve_service(**args, spec=spec),
+        ]
         routes = [a["route_prefix"] for a in composition.config["applications"]]
         ingress = network.ingress(**args, spec=spec, routes=routes)
         built += [ingress] if ingress else []

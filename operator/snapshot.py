@@ -45,9 +45,10 @@ class Snapshot:
     """The ServeApplications that name this cluster, deleted ones included."""
     deployments: tuple[Obj, ...] = ()
     """The ServeDeployments of those applications (for ORPHANS: those whose application does not exist)."""
-    serve: dict[str, Any] | None = None
-    """Serve's GET /api/serve/applications/ answer; None when it was not or could not be asked."""
-    serve_error: str | None = None
+    reports: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    """Per generation with a live head: its Serve's GET /api/serve/applications/ answer (None: no answer)."""
+    report_errors: dict[str, str] = field(default_factory=dict)
+    """Per generation: why its dashboard gave no answer."""
     rejection: Rejection | None = None
     now: datetime | None = None
     """When the round observed; new conditions' lastTransitionTime."""

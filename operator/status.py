@@ -111,6 +111,24 @@ def cluster_status(view: ClusterView, composition: Composition | None, applied: 
     return status.to_wire()
 
 
+def wire_time(now: datetime | None) -> str | None:
+    return now.strftime("%Y-%m-%dT%H:%M:%SZ") if now else None
+
+
+def upgrading(wire: list[dict[str, Any]], step: str, failure: str | None) -> list[dict[str, Any]]:
+    """A cluster's conditions during an upgrade: Progressing says the step; a failed new generation makes it
+    Degraded, while Ready stays what the active generation is."""
+    out = []
+    for cond in wire:
+        if cond["type"] == conditions.PROGRESSING:
+            value = "False" if failure else "True"
+            cond = {**cond, "status": value, "reason": "UpgradeFailed" if failure else "Upgrading", "message": step}
+        elif cond["type"] == conditions.DEGRADED and failure:
+            cond = {**cond, "status": "True", "reason": "UpgradeFailed", "message": failure[:MESSAGE_LIMIT]}
+        out.append(cond)
+    return out
+
+
 MESSAGE_LIMIT = 1000
 
 

@@ -251,6 +251,38 @@ class IngressSpec(ApiModel):
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations of the Ingress.")
 
 
+class UpgradeType(str, Enum):
+    INCREMENTAL = "Incremental"
+    BLUE_GREEN = "BlueGreen"
+    RECREATE = "Recreate"
+
+
+class UpgradeStrategySpec(ApiModel):
+    type: UpgradeType = Field(
+        default=UpgradeType.INCREMENTAL,
+        description="How a new generation of the Ray cluster replaces the running one. Incremental: the new "
+        "generation grows pod by pod while the old one shrinks, never more than maxSurgePods extra pods, each "
+        "generation's Serve target_capacity following its share of the traffic. BlueGreen: the whole new "
+        "generation comes up, then traffic switches to it and the old one goes after oldGenerationDelaySeconds. "
+        "Recreate: the old generation goes, then the new one starts (an outage).",
+    )
+    max_surge_pods: int = Field(
+        default=1, ge=1, description="Incremental: how many pods above the spec's count an upgrade may run."
+    )
+    timeout_seconds: int = Field(
+        default=600,
+        ge=1,
+        description="A new generation whose pods are not all Ready, or whose applications are not all RUNNING, "
+        "this long after it started has failed: traffic stays on the running generation until the spec changes.",
+    )
+    old_generation_delay_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="BlueGreen: how long the old generation stays (out of the serve Service) after traffic "
+        "switched, for requests in flight.",
+    )
+
+
 class ServeClusterSpec(ApiModel):
     image: str | None = Field(
         default=None,
@@ -275,6 +307,12 @@ class ServeClusterSpec(ApiModel):
     gcs_fault_tolerance: GcsFaultToleranceSpec | None = Field(
         default=None, description="Keep the GCS's state in Redis, so the cluster survives losing its head pod."
     )
+    upgrade_strategy: UpgradeStrategySpec = Field(
+        default_factory=UpgradeStrategySpec,
+        description="How a change that every Ray node must run identically (the image, the head, the runtime, "
+        "GCS settings) rolls out: as a new generation of the Ray cluster. Worker-group and application changes "
+        "are made in place.",
+    )
 
 
 class HeadRecovery(StatusModel):
@@ -284,6 +322,41 @@ class HeadRecovery(StatusModel):
         description="RecoveredFromGcs: Serve came back from the GCS's state in Redis by itself, nothing was "
         "resubmitted. Resubmitted: the new head started empty and got the Serve config again."
     )
+
+
+class GenerationStatus(StatusModel):
+    name: str = Field(description="The generation's name: a hash of what all its Ray nodes run identically; its "
+                      "pods carry it in the serveplane.dev/generation label.")
+    role: str = Field(description="Active (the generation the cluster runs), Pending (an upgrade's new one) or "
+                      "Retiring (going).")
+    head_pod: str | None = Field(default=None, description="Name of the generation's head pod.")
+    ready_pods: int = Field(default=0, description="The generation's Ray pods running and ready.")
+    serving_pods: int = Field(default=0, description="Its pods in the serve Service (a healthy Serve proxy).")
+    target_capacity: float | None = Field(
+        default=None, description="Serve's target_capacity given to this generation, in percent (none: 100)."
+    )
+    traffic_share: float = Field(default=0, description="Its share of the serve Service's endpoints, in percent.")
+
+
+class UpgradeStatus(StatusModel):
+    generation: str = Field(description="The generation the upgrade brings.")
+    strategy: str = Field(description="Incremental, BlueGreen or Recreate.")
+    started_at: datetime = Field(description="When the upgrade began (RFC 3339); its timeout counts from here.")
+    step: str = Field(default="", description="What the upgrade is doing now.")
+    failure: str | None = Field(
+        default=None, description="Why the new generation failed; traffic stays on the active generation."
+    )
+    applied_config_hash: str | None = Field(
+        default=None, description="Hash of the Serve config (with its target_capacity) the new head accepted."
+    )
+    applied_head_uid: str | None = Field(default=None, description="UID of the new head that config went to.")
+    applied_apps: str | None = Field(
+        default=None, description="Hash of the applications in that config: the new head runs them when it matches."
+    )
+    retired_at: datetime | None = Field(
+        default=None, description="BlueGreen: when traffic switched; the old generation goes after the delay."
+    )
+    retired: str | None = Field(default=None, description="The generation traffic switched away from.")
 
 
 class ServeClusterStatus(StatusModel):
@@ -305,3 +378,10 @@ class ServeClusterStatus(StatusModel):
     last_head_recovery: HeadRecovery | None = Field(
         default=None, description="How Serve came back the last time the head pod was replaced."
     )
+    active_generation: str | None = Field(
+        default=None, description="The generation of the Ray cluster that runs the cluster's applications."
+    )
+    generations: list[GenerationStatus] = Field(
+        default_factory=list, description="Each generation with pods: role, ready and serving pods, capacity."
+    )
+    upgrade: UpgradeStatus | None = Field(default=None, description="The upgrade under way, if any.")

@@ -61,6 +61,8 @@ SERVE_CLUSTER = Kind(
         {"name": "Nodes", "type": "integer", "jsonPath": ".status.readyNodes"},
         {"name": "Desired", "type": "integer", "jsonPath": ".status.desiredNodes"},
         {"name": "Proxies", "type": "integer", "jsonPath": ".status.healthyProxies"},
+        {"name": "Generation", "type": "string", "jsonPath": ".status.activeGeneration"},
+        {"name": "Upgrade", "type": "string", "jsonPath": ".status.upgrade.step"},
         {"name": "Head", "type": "string", "jsonPath": ".status.headPod", "priority": 1},
         AGE,
     ],

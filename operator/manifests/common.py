@@ -16,6 +16,8 @@ PROXY_HEALTHY = "healthy"
 # re-discovers (the same actor) from a new one after the node's Ray restarted.
 PROXY_ACTOR_LABEL = "serveplane.dev/proxy-actor"
 POD_HASH_ANNOTATION = "serveplane.dev/pod-spec-hash"
+# The generation of the Ray cluster a pod belongs to (generations.py): a hash of what all its nodes run alike.
+GENERATION_LABEL = "serveplane.dev/generation"
 
 GCS_PORT = 6379
 DASHBOARD_PORT = 8265
@@ -41,16 +43,25 @@ def network_policy_name(cluster: str) -> str:
     return f"{cluster}-ray"
 
 
-def head_pod_name(cluster: str) -> str:
-    return f"{cluster}-head"
+def generation_head_service_name(cluster: str, generation: str) -> str:
+    """The headless Service by which a generation's workers find their own head's GCS."""
+    return f"{cluster}-{generation}-head"
 
 
-def worker_pod_name(cluster: str, group: str, index: int) -> str:
-    return f"{cluster}-worker-{group}-{index}"
+def head_pod_name(cluster: str, generation: str) -> str:
+    return f"{cluster}-{generation}-head"
 
 
-def head_address(cluster: str, namespace: str) -> str:
-    return f"{head_service_name(cluster)}.{namespace}.svc.cluster.local:{GCS_PORT}"
+def worker_pod_name(cluster: str, generation: str, group: str, index: int) -> str:
+    return f"{cluster}-{generation}-worker-{group}-{index}"
+
+
+def head_address(cluster: str, namespace: str, generation: str) -> str:
+    return f"{generation_head_service_name(cluster, generation)}.{namespace}.svc.cluster.local:{GCS_PORT}"
+
+
+def is_head(pod: dict[str, Any]) -> bool:
+    return bool((pod["metadata"].get("labels") or {}).get(NODE_TYPE_LABEL) == "head")
 
 
 def dashboard_url(cluster: str, namespace: str) -> str:

@@ -7,11 +7,23 @@ from ..api.cluster import ProxyLocation, ServeClusterSpec
 from . import common
 
 
-def head_service(*, cluster: str, namespace: str, uid: str) -> dict[str, Any]:
+def head_service(*, cluster: str, namespace: str, uid: str, generation: str) -> dict[str, Any]:
+    """The head Service users and tools reach the dashboard by: the active generation's head."""
+    return _head_service(common.head_service_name(cluster), cluster, namespace, uid, generation)
+
+
+def generation_head_service(*, cluster: str, namespace: str, uid: str, generation: str) -> dict[str, Any]:
+    """The head Service a generation's workers join by: their own head, whatever generation is active."""
+    name = common.generation_head_service_name(cluster, generation)
+    return _head_service(name, cluster, namespace, uid, generation)
+
+
+def _head_service(name: str, cluster: str, namespace: str, uid: str, generation: str) -> dict[str, Any]:
     """Headless, and publishing not-ready addresses: workers must reach the GCS before the head is Ready."""
-    meta = common.metadata(
-        name=common.head_service_name(cluster), namespace=namespace, cluster=cluster, uid=uid, component="head"
-    )
+    meta = common.metadata(name=name, namespace=namespace, cluster=cluster, uid=uid, component="head")
+    selector = {**common.selector(cluster), common.NODE_TYPE_LABEL: "head"}
+    if generation:  # pods made before generations carry no label
+        selector[common.GENERATION_LABEL] = generation
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -19,7 +31,7 @@ def head_service(*, cluster: str, namespace: str, uid: str) -> dict[str, Any]:
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
-            "selector": {**common.selector(cluster), common.NODE_TYPE_LABEL: "head"},
+            "selector": selector,
             "ports": [
                 {"name": "gcs", "port": common.GCS_PORT, "targetPort": common.GCS_PORT},
                 {"name": "dashboard", "port": common.DASHBOARD_PORT, "targetPort": common.DASHBOARD_PORT},

@@ -35,7 +35,7 @@ SECURITY_CONTEXT: dict[str, Any] = {
 
 
 def _env(
-    extra: list[dict[str, Any]], cluster: str, spec: ServeClusterSpec, *, head: bool, uid: str
+    extra: list[dict[str, Any]], cluster: str, spec: ServeClusterSpec, *, head: bool, uid: str, generation: str
 ) -> list[dict[str, Any]]:
     downward: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -43,7 +43,7 @@ def _env(
         {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {"name": "SERVEPLANE_CLUSTER", "value": cluster},
         {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
-        *rayenv.ray_env(spec, head=head, cluster=cluster, uid=uid),
+        *rayenv.ray_env(spec, head=head, cluster=cluster, uid=uid, generation=generation),
     ]
     names = {e["name"] for e in extra}
     return [e for e in downward if e["name"] not in names] + list(extra)
@@ -84,18 +84,19 @@ def _pod(
     image: str,
     head_address: str | None,
     extra_labels: dict[str, str],
+    generation: str,
 ) -> dict[str, Any]:
     """One Ray node's pod: the head when `head_address` is None, else a worker joining that head."""
     component = "head" if head_address is None else "worker"
     image = spec.image or image
     meta = common.metadata(name=name, namespace=namespace, cluster=cluster, uid=uid, component=component)
-    meta["labels"].update({common.NODE_TYPE_LABEL: component, **extra_labels})
+    meta["labels"].update({common.NODE_TYPE_LABEL: component, common.GENERATION_LABEL: generation, **extra_labels})
     container: dict[str, Any] = {
         "name": RAY_CONTAINER,
         "image": image,
         "command": ["python", "-m", "serveplane.runtime"],
         "args": [],  # set once the podTemplate is merged: its resources imply flags
-        "env": _env(node.env, cluster, spec, head=head_address is None, uid=uid),
+        "env": _env(node.env, cluster, spec, head=head_address is None, uid=uid, generation=generation),
         "ports": [{"name": port_name, "containerPort": port} for port_name, port in _PORTS],
         "readinessProbe": _probe("/readyz", 5, 3),
         # Generous: Ray takes tens of seconds to start on small machines; the agent answers /livez at once.
@@ -153,22 +154,36 @@ def _stamp(pod: dict[str, Any]) -> dict[str, Any]:
     return pod
 
 
-def head_pod(*, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str) -> dict[str, Any]:
+def head_pod(
+    *, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str, generation: str
+) -> dict[str, Any]:
     pod = _pod(
-        name=common.head_pod_name(cluster), node=spec.head, namespace=namespace, cluster=cluster, uid=uid, spec=spec,
-        image=image, head_address=None, extra_labels={},
+        name=common.head_pod_name(cluster, generation), node=spec.head, namespace=namespace, cluster=cluster,
+        uid=uid, spec=spec, image=image, head_address=None, extra_labels={}, generation=generation,
     )
     return _stamp(pod)
 
 
-def worker_pods(*, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str) -> list[dict[str, Any]]:
-    address = common.head_address(cluster, namespace)
-    return [
+def generation_name(*, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str) -> str:
+    """The generation the spec asks for: a hash of what every Ray node of one cluster must run alike, which is
+    what the head's pod spec holds (the image, the head's settings and Ray flags, the runtime's command, GCS and
+    auth settings). Worker groups are not in it: their changes roll in place."""
+    head = head_pod(cluster=cluster, namespace=namespace, uid=uid, spec=spec, image=image, generation="")
+    return pod_spec_hash(head)[:5]
+
+
+def ray_pods(
+    *, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str, generation: str
+) -> list[dict[str, Any]]:
+    """A generation's pods, the head first, then each worker group's in order."""
+    address = common.head_address(cluster, namespace, generation)
+    head = head_pod(cluster=cluster, namespace=namespace, uid=uid, spec=spec, image=image, generation=generation)
+    return [head] + [
         _stamp(
             _pod(
-                name=common.worker_pod_name(cluster, group.name, index), node=group, namespace=namespace,
-                cluster=cluster, uid=uid, spec=spec, image=image, head_address=address,
-                extra_labels={common.GROUP_LABEL: group.name},
+                name=common.worker_pod_name(cluster, generation, group.name, index), node=group,
+                namespace=namespace, cluster=cluster, uid=uid, spec=spec, image=image, head_address=address,
+                extra_labels={common.GROUP_LABEL: group.name}, generation=generation,
             )
         )
         for group in spec.worker_groups

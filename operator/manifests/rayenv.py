@@ -26,17 +26,20 @@ REDIS_PASSWORD_ENV = "SERVEPLANE_REDIS_PASSWORD"
 WORKER_GCS_RECONNECT_S = 600
 
 
-def storage_namespace(ft: GcsFaultToleranceSpec, uid: str) -> str:
+def storage_namespace(ft: GcsFaultToleranceSpec, uid: str, generation: str = "") -> str:
     """The prefix of this cluster's keys in Redis: the spec's, else the ServeCluster's UID (unique, and stable
-    for the ServeCluster's life, so every new head finds its predecessor's state)."""
-    return ft.external_storage_namespace or uid
+    for the ServeCluster's life, so every new head finds its predecessor's state), then the generation's name:
+    two generations are two Ray clusters, and two GCSs must never share state. Ray's clean-up removes a prefix,
+    so the cluster's own namespace covers every generation's keys."""
+    base = ft.external_storage_namespace or uid
+    return f"{base}-{generation}" if generation else base
 
 
-def redis_env(ft: GcsFaultToleranceSpec, uid: str) -> list[dict[str, Any]]:
+def redis_env(ft: GcsFaultToleranceSpec, uid: str, generation: str = "") -> list[dict[str, Any]]:
     """Where the GCS's state lives: what a head and the Redis clean-up both need."""
     env: list[dict[str, Any]] = [
         {"name": "RAY_REDIS_ADDRESS", "value": ft.redis_address},
-        {"name": "RAY_external_storage_namespace", "value": storage_namespace(ft, uid)},
+        {"name": "RAY_external_storage_namespace", "value": storage_namespace(ft, uid, generation)},
     ]
     if ft.redis_password is not None:
         ref = ft.redis_password.secret_key_ref
@@ -44,15 +47,17 @@ def redis_env(ft: GcsFaultToleranceSpec, uid: str) -> list[dict[str, Any]]:
     return env
 
 
-def gcs_env(spec: ServeClusterSpec, *, head: bool, uid: str) -> list[dict[str, Any]]:
+def gcs_env(spec: ServeClusterSpec, *, head: bool, uid: str, generation: str) -> list[dict[str, Any]]:
     """GCS fault tolerance: the head's Redis settings, and a worker's patience while its head is away."""
     ft = spec.gcs_fault_tolerance
     if ft is None:
         return []
     if head:
-        return redis_env(ft, uid)
+        return redis_env(ft, uid, generation)
     return [{"name": "RAY_gcs_rpc_server_reconnect_timeout_s", "value": str(WORKER_GCS_RECONNECT_S)}]
 
 
-def ray_env(spec: ServeClusterSpec, *, head: bool, cluster: str, uid: str) -> list[dict[str, Any]]:
-    return auth_env(spec, cluster) + gcs_env(spec, head=head, uid=uid)
+def ray_env(
+    spec: ServeClusterSpec, *, head: bool, cluster: str, uid: str, generation: str
+) -> list[dict[str, Any]]:
+    return auth_env(spec, cluster) + gcs_env(spec, head=head, uid=uid, generation=generation)
