@@ -158,11 +158,14 @@ def upgrade_step(
     failure: str | None,
     started_at: datetime | None,
     now: datetime | None,
+    labels_settled: bool = True,
 ) -> Step:
     """The next step of the upgrade to the pending generation, whose wanted pods are `desired` (head first).
 
     `all_pods` counts every Ray pod of the cluster, terminating ones included: the surge bound holds for pods
     that still hold a node's resources. `failure` is a failure recorded earlier: it holds until the spec changes.
+    `labels_settled`: the pending generation's proxy labels already say what its Serve reports (no pod of it is
+    about to join the serve Service), so the traffic shares are what the endpoints will be.
     """
     if strategy.type is UpgradeType.RECREATE:
         gone = {objects.name(p): "Recreate: the old generation goes before the new one starts"
@@ -193,7 +196,8 @@ def upgrade_step(
         name = objects.name(missing[0])
         return Step(create=[missing[0]], release=released, capacity=shares,
                     step=f"Starting pod {name} of the new generation ({len(pending.live)}/{len(desired)})")
-    converged = released and steady and running and active.running(apps)
+    # The new generation already takes traffic (its labels are seen), so the one that goes hands over to it.
+    converged = pending.serving > 0 and labels_settled and steady and running and active.running(apps)
     if missing and not room and converged and len(active.live) == len(active.pods):
         victim = _removal_order(active.pods)[0]
         why = "Incremental upgrade: an old-generation pod makes room for the next new one"

@@ -164,7 +164,6 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
     upgrade = _upgrade(snap, spec, stored, roles, ray_pods, wanted, composition, serve)
     if upgrade.step is not None and not wait_for_token:
         actions += [CreatePod(pod) for pod in upgrade.step.create]
-        actions += [DeletePod(pod_name, why) for pod_name, why in upgrade.step.delete.items()]
     actions += _retire(snap, spec, stored, roles, ray_pods)
     actions += _labels(snap, roles, upgrade, active_pods, serve)
 
@@ -212,6 +211,9 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
     if pending_submit is not None:
         actions.append(pending_submit)
         return Plan(actions=tuple(actions), busy=True, config_hash=composition.config_hash)
+    if upgrade.step is not None and not wait_for_token:
+        # Only once both heads run their capacities: the pod that goes hands its traffic to replicas already there.
+        actions += [DeletePod(pod_name, why) for pod_name, why in upgrade.step.delete.items()]
 
     ready_pods = [p for p in active_pods if plan.pod_ready(p) and not objects.is_deleting(p)]
     view = status.ClusterView(
@@ -296,6 +298,7 @@ def _upgrade(
         and _same_apps(record.get("appliedApps"), composition)
     )
     active_applied = stored.get("appliedConfigHash") is not None
+    joining = plan.proxy_labels(pending_pods, pending_report) if pending_report else {}
     step = generations.upgrade_step(
         strategy=spec.upgrade_strategy,
         desired=wanted(roles.pending),
@@ -306,6 +309,7 @@ def _upgrade(
         failure=record.get("failure") if mine else None,
         started_at=generations.parse_time(record.get("startedAt")) if mine else snap.now,
         now=snap.now,
+        labels_settled=not joining,
     )
     return _Upgrade(roles, step, pending_pods, pending_head)
 

@@ -257,6 +257,21 @@ def status_patch(
         parsed = [Condition.model_validate(c) for c in new["conditions"]]
         new["conditions"] = conditions.merge(old.get("conditions") or [], parsed, now)
     managed = {f.alias or key for key, f in model.model_fields.items()}
-    patch: dict[str, Any] = {key: value for key, value in new.items() if old.get(key) != value}
-    patch.update({key: None for key in old if key not in new and key in managed})
+    patch = _merge_diff({k: v for k, v in old.items() if k in managed or k in new}, new)
     return patch or None
+
+
+def _merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch from `old` to `new`: an object field is patched key by key (a key it no longer has
+    is set to null), anything else replaced whole; a null in `new` where `old` has nothing is no change."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            inner = _merge_diff(before, value)
+            if inner:
+                patch[key] = inner
+        elif before != value:
+            patch[key] = value
+    patch.update({key: None for key in old if key not in new})
+    return patch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,12 +18,14 @@ from serveplane.operator.actions import (
     DeleteOwned,
     DeletePod,
     LabelPod,
+    PostEvent,
     SetFinalizers,
     Submit,
     WriteStatus,
 )
+from serveplane.operator.api.cluster import ServeClusterSpec
 from serveplane.operator.cache import ORPHANS
-from serveplane.operator.manifests import auth, common, netpol
+from serveplane.operator.manifests import auth, common, netpol, pods
 from serveplane.operator.plan import FINALIZER
 from serveplane.operator.snapshot import Rejection, Snapshot, TokenSecret
 
@@ -54,10 +56,26 @@ def summary(actions: tuple[Action, ...]) -> list[tuple[str, str]]:
     return out
 
 
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    """RFC 7386, as the API server applies a merge patch."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge_patch(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def generation_of(pod: dict[str, Any]) -> str:
+    return str(pod["metadata"]["labels"].get(common.GENERATION_LABEL, ""))
+
+
 def serve_report(pods: list[dict[str, Any]], apps: dict[str, str]) -> dict[str, Any]:
     """Serve's GET answer: every pod's proxy HEALTHY, each application in the given state."""
     return {
-        "proxies": {f"node-{i}": {"node_ip": p["status"]["podIP"], "status": "HEALTHY"} for i, p in enumerate(pods)},
+        "proxies": {f"node-{i}": {"node_ip": p["status"]["podIP"], "status": "HEALTHY", "actor_id": f"a-{i}"}
+                    for i, p in enumerate(pods)},
         "applications": {
             name: {
                 "status": state,
@@ -79,6 +97,8 @@ class World:
         self.snap = snap
         self._ip = 0
         self._tokens = 0
+        self.app_state = "RUNNING"
+        """What a submitted application becomes on Serve."""
 
     def plan(self) -> Any:
         return planner.plan_round(self.snap, image=IMAGE)
@@ -147,12 +167,7 @@ class World:
                 case WriteStatus(kind=kind, name=name, patch=patch):
 
                     def merge(obj: dict[str, Any], patch: dict[str, Any] = patch) -> None:
-                        status = obj.setdefault("status", {})
-                        for k, v in patch.items():
-                            if v is None:
-                                status.pop(k, None)
-                            else:
-                                status[k] = v
+                        merge_patch(obj.setdefault("status", {}), patch)
 
                     if kind == "serveclusters":
                         cluster = self._replace((snap.cluster,), name, merge)[0] if snap.cluster else None
@@ -161,19 +176,65 @@ class World:
                         snap = dataclasses.replace(snap, apps=self._replace(snap.apps, name, merge))
                     else:
                         snap = dataclasses.replace(snap, deployments=self._replace(snap.deployments, name, merge))
-                case Submit(config_hash=config_hash, head_uid=head_uid):
+                case Submit(config_hash=config_hash, head_uid=head_uid, generation=generation):
+                    record = {"appliedConfigHash": config_hash, "appliedHeadUid": head_uid}
 
-                    def applied(obj: dict[str, Any]) -> None:
-                        obj.setdefault("status", {}).update(appliedConfigHash=config_hash, appliedHeadUid=head_uid)
+                    def applied(obj: dict[str, Any], submit: Submit = a, record: dict[str, Any] = record) -> None:
+                        if submit.upgrade:
+                            upgrade = {**record, "appliedApps": submit.apps_hash}
+                            merge_patch(obj.setdefault("status", {}), {"upgrade": upgrade})
+                        else:
+                            merge_patch(obj.setdefault("status", {}), record)
 
                     assert snap.cluster is not None
-                    names = {app["name"]: "RUNNING" for app in a.config["applications"]}
+                    names = {app["name"]: self.app_state for app in a.config["applications"]}
+                    pods_of = [p for p in snap.pods if generation_of(p) == generation]
+                    report = {**serve_report(pods_of, names), "target_capacity": a.config.get("target_capacity")}
                     snap = dataclasses.replace(
                         snap,
                         cluster=self._replace((snap.cluster,), snap.name, applied)[0],
-                        serve=serve_report(list(snap.pods), names),
+                        reports={**snap.reports, generation: report},
                     )
-        self.snap = snap
+        self.snap = self._refresh(snap)
+
+    def _refresh(self, snap: Snapshot) -> Snapshot:
+        """Serve's reports follow the pods: a live head answers (empty at first), with a proxy on every pod of its
+        generation; a generation without a head has no report."""
+        reports = {}
+        for pod in snap.pods:
+            if pod["metadata"]["labels"].get(common.NODE_TYPE_LABEL) != "head":
+                continue
+            generation = generation_of(pod)
+            apps = (snap.reports.get(generation) or {}).get("applications") or {}
+            names = {name: app["status"] for name, app in apps.items()}
+            old = snap.reports.get(generation) or {}
+            pods_of = [p for p in snap.pods if generation_of(p) == generation]
+            reports[generation] = {**serve_report(pods_of, names), "target_capacity": old.get("target_capacity")}
+        return dataclasses.replace(snap, reports=reports)
+
+    def target(self) -> str:
+        """The generation the cluster's spec asks for."""
+        assert self.snap.cluster is not None
+        spec = ServeClusterSpec.model_validate(self.snap.cluster["spec"])
+        uid = self.snap.cluster["metadata"]["uid"]
+        return pods.generation_name(cluster="demo", namespace=self.snap.namespace, uid=uid, spec=spec, image=IMAGE)
+
+    @property
+    def serve(self) -> dict[str, Any] | None:
+        """The active generation's report."""
+        return self.snap.reports.get(self.active())
+
+    def active(self) -> str:
+        assert self.snap.cluster is not None
+        return str((self.snap.cluster.get("status") or {}).get("activeGeneration", ""))
+
+    def set_serve(self, report: dict[str, Any] | None, error: str | None = None) -> None:
+        """Replace the active generation's report (None: its dashboard does not answer)."""
+        generation = self.active() or next((generation_of(p) for p in self.snap.pods), "")
+        errors = {generation: error} if error else {}
+        self.snap = dataclasses.replace(
+            self.snap, reports={**self.snap.reports, generation: report}, report_errors=errors
+        )
 
     def converge(self, rounds: int = 10) -> list[list[tuple[str, str]]]:
         """Plan and apply until a round plans nothing; the summaries of every round that did something."""
@@ -184,8 +245,6 @@ class World:
                 return history
             history.append(summary(plan.actions))
             self.apply(plan.actions)
-            if self.snap.serve is None and any(p["metadata"]["name"] == "demo-head" for p in self.snap.pods):
-                self.snap = dataclasses.replace(self.snap, serve=serve_report(list(self.snap.pods), {}))
         raise AssertionError(f"no steady state after {rounds} rounds: {history}")
 
 
@@ -204,12 +263,14 @@ def world(k8s: Any) -> World:
 
 def test_a_new_cluster_gets_services_and_pods_first(world: World) -> None:
     plan = world.plan()
-    assert summary(plan.actions)[:5] == [
+    g = world.target()
+    assert summary(plan.actions)[:6] == [
         ("Apply", "services/demo-head"),
+        ("Apply", f"services/demo-{g}-head"),
         ("Apply", "services/demo-serve"),
         ("Apply", "networkpolicies/demo-ray"),
-        ("CreatePod", "demo-head"),
-        ("CreatePod", "demo-worker-cpu-0"),
+        ("CreatePod", f"demo-{g}-head"),
+        ("CreatePod", f"demo-{g}-worker-cpu-0"),
     ]
     assert plan.busy and not plan.done
 
@@ -224,7 +285,6 @@ def test_a_steady_cluster_plans_nothing(world: World) -> None:
 
 def test_the_submit_ends_the_round_and_statuses_follow(world: World) -> None:
     world.apply(world.plan().actions)
-    world.snap = dataclasses.replace(world.snap, serve=serve_report(list(world.snap.pods), {}))
     plan = world.plan()
     assert summary(plan.actions)[-1] == ("Submit", "ConfigChanged")
     assert not any(isinstance(a, WriteStatus) for a in plan.actions)
@@ -254,26 +314,25 @@ def test_a_deleted_pod_is_recreated_and_nothing_else_moves(world: World) -> None
     world.snap = dataclasses.replace(
         world.snap, pods=tuple(p for p in world.snap.pods if "worker" not in p["metadata"]["name"])
     )
-    assert summary(world.plan().actions) == [("CreatePod", "demo-worker-cpu-0"), ("WriteStatus", "serveclusters/demo")]
+    worker = f"demo-{world.target()}-worker-cpu-0"
+    assert summary(world.plan().actions) == [("CreatePod", worker), ("WriteStatus", "serveclusters/demo")]
 
 
 def test_a_new_head_gets_the_config_again(world: World, k8s: Any) -> None:
     world.converge()
-    head = next(p for p in world.snap.pods if p["metadata"]["name"] == "demo-head")
+    head = next(p for p in world.snap.pods if p["metadata"]["name"].endswith("-head"))
     new_head = copy.deepcopy(head)
     new_head["metadata"]["uid"] = "a-new-head"
     others = tuple(p for p in world.snap.pods if p is not head)
-    world.snap = dataclasses.replace(
-        world.snap, pods=others + (new_head,), serve=serve_report(list(others) + [new_head], {})
-    )
+    world.snap = dataclasses.replace(world.snap, pods=others + (new_head,))
+    world.set_serve(serve_report(list(others) + [new_head], {}))
     assert summary(world.plan().actions)[-1] == ("Submit", "HeadReplaced")
 
 
 def test_no_submit_while_serve_cannot_be_asked(world: World) -> None:
     world.converge()
-    world.snap = dataclasses.replace(
-        world.snap, serve=None, serve_error="connection refused", apps=world.snap.apps + (world.k8s.app("other"),)
-    )
+    world.snap = dataclasses.replace(world.snap, apps=world.snap.apps + (world.k8s.app("other"),))
+    world.set_serve(None, "connection refused")
     plan = world.plan()
     assert not any(isinstance(a, Submit) for a in plan.actions)
     assert plan.busy
@@ -385,12 +444,12 @@ def test_orphan_deployments_wait_for_their_application(k8s: Any) -> None:
 def test_the_proxy_label_follows_serves_report(world: World) -> None:
     world.converge()
     worker = next(p for p in world.snap.pods if "worker" in p["metadata"]["name"])
-    serve = copy.deepcopy(world.snap.serve)
+    serve = copy.deepcopy(world.serve)
     assert serve is not None
     for proxy in serve["proxies"].values():
         if proxy["node_ip"] == worker["status"]["podIP"]:
             proxy["status"] = "DRAINED"
-    world.snap = dataclasses.replace(world.snap, serve=serve)
+    world.set_serve(serve)
     plan = world.plan()
     labels = [a for a in plan.actions if isinstance(a, LabelPod)]
     unlabelled = {common.PROXY_LABEL: None, common.PROXY_ACTOR_LABEL: None}
@@ -417,7 +476,8 @@ def test_a_new_cluster_gets_its_token_secret_before_any_ray_pod(world: World) ->
     assert "data" not in secret and "stringData" not in secret, "the executor makes the token"
     world.apply(first.actions)
     created = [a.pod for a in world.plan().actions if isinstance(a, CreatePod)]
-    assert [p["metadata"]["name"] for p in created] == ["demo-head", "demo-worker-cpu-0"]
+    g = world.target()
+    assert [p["metadata"]["name"] for p in created] == [f"demo-{g}-head", f"demo-{g}-worker-cpu-0"]
     assert {p["metadata"]["annotations"][auth.DIGEST_ANNOTATION] for p in created} == {"digest-1"}
 
 
@@ -429,7 +489,8 @@ def test_a_deleted_secret_is_made_anew_and_every_ray_pod_replaced_at_once(world:
     assert not [a for a in plan.actions if isinstance(a, (CreatePod, DeletePod))], "pods wait for the new token"
     world.apply(plan.actions)
     deleted = [a for a in world.plan().actions if isinstance(a, DeletePod)]
-    assert sorted(a.name for a in deleted) == ["demo-head", "demo-worker-cpu-0"]
+    g = world.target()
+    assert sorted(a.name for a in deleted) == [f"demo-{g}-head", f"demo-{g}-worker-cpu-0"]
     assert all("auth token changed" in a.why for a in deleted)
     world.converge()
     assert {p["metadata"]["annotations"][auth.DIGEST_ANNOTATION] for p in world.snap.pods} == {"digest-1"}
@@ -478,8 +539,169 @@ def test_the_operators_access_reaches_the_network_policy(world: World) -> None:
 
 def test_a_starting_proxy_keeps_the_polls_fast_until_it_joins_the_serve_service(world: World) -> None:
     world.converge()
-    starting = copy.deepcopy(world.snap.serve)
+    starting = copy.deepcopy(world.serve)
     assert starting is not None
     next(iter(starting["proxies"].values()))["status"] = "STARTING"
-    world.snap = dataclasses.replace(world.snap, serve=starting)
+    world.set_serve(starting)
     assert world.plan().busy, "a proxy about to serve is labelled within a fast poll, not a slow one"
+
+
+# --- upgrades: a new generation of the Ray cluster --------------------------------------------------------------
+
+
+def serving_pods(world: World) -> list[str]:
+    """The pods the serve Service selects: Ready and labelled by a healthy proxy."""
+    return [
+        p["metadata"]["name"] for p in world.snap.pods
+        if p["metadata"]["labels"].get(common.PROXY_LABEL) == common.PROXY_HEALTHY
+        and "deletionTimestamp" not in p["metadata"]
+    ]
+
+
+def upgrade(world: World, rounds: int = 60, **spec: Any) -> dict[str, Any]:
+    """Change the spec and run rounds until the plan is empty, recording what a user would watch."""
+    with_spec(world, **spec)
+    seen: dict[str, Any] = {"peak_pods": 0, "rounds": 0, "no_endpoint_rounds": 0, "events": []}
+    for _ in range(rounds):
+        plan = world.plan()
+        if not plan.actions:
+            return seen
+        seen["events"] += [a.message for a in plan.actions if isinstance(a, PostEvent)]
+        world.apply(plan.actions)
+        seen["rounds"] += 1
+        seen["peak_pods"] = max(seen["peak_pods"], len(world.snap.pods))
+        seen["no_endpoint_rounds"] += not serving_pods(world)
+    raise AssertionError(f"the upgrade did not settle in {rounds} rounds: {summary(world.plan().actions)}")
+
+
+@pytest.fixture
+def steady(k8s: Any) -> World:
+    """A steady cluster of a head and two workers, the application running and served from every pod."""
+    snap = Snapshot(
+        namespace=k8s.namespace, name="demo",
+        cluster=k8s.cluster("demo", {"workerGroups": [{"name": "cpu", "replicas": 2}]}),
+        apps=(k8s.app("hello"),), token_secret=TokenSecret("demo-ray-token", digest="digest-0"), now=NOW,
+    )
+    w = World(k8s, snap)
+    w.converge()
+    assert len(serving_pods(w)) == 3
+    return w
+
+
+def generations_of(world: World) -> set[str]:
+    return {generation_of(p) for p in world.snap.pods}
+
+
+def test_an_incremental_upgrade_never_runs_more_than_one_extra_pod_and_always_serves(steady: World) -> None:
+    old = steady.target()
+    seen = upgrade(steady, image="ray:2")
+    new = steady.target()
+    assert new != old
+    assert seen["peak_pods"] <= 4, "N + maxSurgePods"
+    assert seen["no_endpoint_rounds"] == 0, "the serve Service always has an endpoint"
+    assert generations_of(steady) == {new}
+    assert steady.snap.cluster is not None
+    status = steady.snap.cluster["status"]
+    assert status["activeGeneration"] == new and "upgrade" not in status
+    assert len(serving_pods(steady)) == 3
+    assert steady.serve is not None and steady.serve.get("target_capacity") is None, "full capacity at the end"
+    assert any("Moving pod" in e for e in seen["events"]) and any("runs the cluster" in e for e in seen["events"])
+
+
+def test_capacities_follow_each_generations_share_of_the_endpoints(steady: World) -> None:
+    with_spec(steady, image="ray:2")
+    shares = []
+    for _ in range(60):
+        plan = steady.plan()
+        if not plan.actions:
+            break
+        for a in plan.actions:
+            if isinstance(a, Submit) and "target_capacity" in a.config:
+                shares.append((a.upgrade, a.config["target_capacity"]))
+        steady.apply(plan.actions)
+    assert (True, 25.0) in shares, "the new head is given the share it will have: 1 of 4 endpoints"
+    assert (False, 75.0) in shares and (True, 50.0) in shares
+
+
+def test_a_blue_green_upgrade_switches_once_the_whole_new_generation_runs(steady: World) -> None:
+    old = steady.target()
+    with_spec(steady, upgradeStrategy={"type": "BlueGreen", "oldGenerationDelaySeconds": 30})
+    steady.converge()  # the strategy itself is no new generation
+    assert generations_of(steady) == {old}
+    seen = upgrade(steady, image="ray:2")
+    new = steady.target()
+    assert seen["peak_pods"] == 6 and seen["no_endpoint_rounds"] == 0
+    assert generations_of(steady) == {old, new}, "the old generation waits out its delay, out of the Service"
+    assert all(generation_of(p) == new for p in steady.snap.pods if p["metadata"]["name"] in serving_pods(steady))
+    steady.snap = dataclasses.replace(steady.snap, now=NOW + timedelta(seconds=31))
+    steady.converge()
+    assert generations_of(steady) == {new}
+
+
+def test_recreate_removes_the_old_generation_before_starting_the_new(steady: World) -> None:
+    seen = upgrade(steady, image="ray:2", upgradeStrategy={"type": "Recreate"})
+    assert seen["peak_pods"] == 3 and seen["no_endpoint_rounds"] > 0, "an outage, as chosen"
+    assert generations_of(steady) == {steady.target()}
+
+
+def test_worker_changes_stay_in_the_running_generation(steady: World) -> None:
+    old = steady.target()
+    upgrade(steady, workerGroups=[{"name": "cpu", "replicas": 3, "env": [{"name": "A", "value": "1"}]}])
+    assert steady.target() == old and generations_of(steady) == {old}
+    assert len(steady.snap.pods) == 4
+
+
+def test_a_failing_new_generation_keeps_the_traffic_and_reverting_removes_it(steady: World) -> None:
+    old = steady.target()
+    steady.app_state = "DEPLOY_FAILED"
+    seen = upgrade(steady, image="ray:broken")
+    new = steady.target()
+    assert seen["no_endpoint_rounds"] == 0
+    assert all(generation_of(p) == old for p in steady.snap.pods if p["metadata"]["name"] in serving_pods(steady))
+    assert len([p for p in steady.snap.pods if generation_of(p) == old]) == 3, "the old generation is whole"
+    assert steady.snap.cluster is not None
+    status = steady.snap.cluster["status"]
+    assert status["activeGeneration"] == old and status["upgrade"]["failure"].startswith("application hello failed")
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "UpgradeFailed")
+    steady.app_state = "RUNNING"
+    upgrade(steady, image=None)
+    assert steady.target() == old and generations_of(steady) == {old}, f"{new} went with the revert"
+    assert "upgrade" not in steady.snap.cluster["status"]
+
+
+def test_a_new_generation_that_never_gets_ready_times_out(steady: World) -> None:
+    with_spec(steady, image="ray:2", upgradeStrategy={"timeoutSeconds": 60})
+    plan = steady.plan()
+    steady.apply(plan.actions)
+    new_head = next(p for p in steady.snap.pods if generation_of(p) == steady.target())
+    not_ready = steady.k8s.observed(new_head, ready=False)
+    steady.snap = dataclasses.replace(
+        steady.snap, pods=tuple(not_ready if p is new_head else p for p in steady.snap.pods)
+    )
+    steady.apply(steady.plan().actions)
+    steady.snap = dataclasses.replace(steady.snap, now=NOW + timedelta(seconds=61))
+    steady.apply(steady.plan().actions)
+    assert steady.snap.cluster is not None
+    assert "not Ready" in steady.snap.cluster["status"]["upgrade"]["failure"]
+
+
+def test_a_spec_change_during_an_upgrade_replaces_the_pending_generation(steady: World) -> None:
+    old = steady.target()
+    with_spec(steady, image="ray:2")
+    for _ in range(3):
+        steady.apply(steady.plan().actions)
+    first = steady.target()
+    assert first in generations_of(steady)
+    upgrade(steady, image="ray:3")
+    assert generations_of(steady) == {steady.target()} and steady.target() not in (old, first)
+
+
+def test_the_upgrade_is_resumed_from_the_status_alone(steady: World, k8s: Any) -> None:
+    """A restarted operator (or a new leader) plans from the same store and status: the same next step."""
+    with_spec(steady, image="ray:2")
+    for _ in range(4):
+        steady.apply(steady.plan().actions)
+    fresh = World(k8s, steady.snap)
+    assert summary(fresh.plan().actions) == summary(steady.plan().actions)
+    assert len({generation_of(p) for p in steady.snap.pods}) == 2, "no second new generation"
