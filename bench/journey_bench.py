@@ -17,6 +17,7 @@ import yaml
 
 from serveplane.localcluster.incluster import ChartOperator
 from serveplane.localcluster.stack import Stack
+from serveplane.localcluster.testkit import head_pod
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -58,7 +59,9 @@ def main() -> None:
             "scl/demo", "sapp/hello", "sapp/composed",
         )
         print(f"apply -> Ready: {time.monotonic() - start:.1f} s")
-        ip = json.loads(cp.kubectl("get", "pod", "demo-head", "-n", "default", "-o", "json").stdout)["status"]["podIP"]
+        head = head_pod(cp, "demo", "default")
+        assert head is not None, "the demo cluster is Ready: it has a head"
+        ip = head["status"]["podIP"]
         doc = yaml.safe_load((EXAMPLES / "hello.yaml").read_text())
         samples = []
         for round_ in range(5):

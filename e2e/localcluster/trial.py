@@ -16,6 +16,7 @@ from . import devenv
 from .controlplane import ControlPlane
 from .operatorproc import REPO
 from .stack import Stack, timed
+from .testkit import head_pod_name, ray_pod_selector
 
 EXAMPLES = REPO / "examples"
 EXAMPLE_FILES = ("cluster.yaml", "hello.yaml", "composed.yaml")
@@ -83,8 +84,11 @@ def _print_access(cp: ControlPlane, directory: Path) -> None:
     print("# through each Serve proxy (the pod IPs behind the serve Service):")
     for ip in serve_endpoints(cp, "default", "demo-serve"):
         print(f"curl http://{ip}:8000/hello/")
-    print("# then, e.g.: serveplane dev kubectl get serveplane; serveplane dev kubectl logs demo-head; "
-          "serveplane dev kubectl exec demo-head -- ray status")
+    # The head's name carries its generation's hash (it changes with an upgrade): the one running now.
+    head = head_pod_name(cp, "demo", "default")
+    print(f"# then, e.g.: serveplane dev kubectl get serveplane; serveplane dev kubectl logs {head}; "
+          f"serveplane dev kubectl exec {head} -- ray status")
+    print(f"# the demo cluster's Ray pods: serveplane dev kubectl get pods -l {ray_pod_selector('demo')}")
     print(f"# stop everything: serveplane dev down   (state in {directory})")
 
 

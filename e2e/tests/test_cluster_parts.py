@@ -14,7 +14,7 @@ import yaml
 from trialkit import Trial
 
 from serveplane.localcluster.operatorproc import NAMESPACE
-from serveplane.localcluster.testkit import wait_for
+from serveplane.localcluster.testkit import head_pod_name, wait_for
 
 RUNTIME_IMAGE = "serveplane/runtime:0.1.0"
 
@@ -123,23 +123,23 @@ def test_the_kubelet_enforces_a_ray_pods_memory_limit(trial: Trial) -> None:
     cp = trial.cp
     cp.kubectl("apply", "-f", "-", input=yaml.safe_dump(cluster))
     try:
+        head = head_pod_name(cp, "tight", "default")
         # Ray up, not the pod Ready: with no application, Serve's proxy reports an empty route table (503) and
         # the head's readiness waits for an application.
         wait_for(
             "Ray to run in the limited head",
-            lambda: cp.kubectl("exec", "-n", "default", "tight-head", "--", "ray", "status", check=False).returncode
-            == 0,
+            lambda: cp.kubectl("exec", "-n", "default", head, "--", "ray", "status", check=False).returncode == 0,
             timeout=240,
         )
-        pod = json.loads(cp.kubectl("get", "pod", "tight-head", "-n", "default", "-o", "json").stdout)
+        pod = json.loads(cp.kubectl("get", "pod", head, "-n", "default", "-o", "json").stdout)
         assert pod["spec"]["containers"][0]["resources"]["limits"]["memory"] == "2Gi"
-        limit = cp.kubectl("exec", "-n", "default", "tight-head", "--", "cat",
+        limit = cp.kubectl("exec", "-n", "default", head, "--", "cat",
                            "/sys/fs/cgroup/memory/memory.limit_in_bytes").stdout.strip()
         assert int(limit) == 2 * 1024**3
         grow = "x = bytearray(3 * 1024**3); x[::4096] = b'1' * len(x[::4096]); print('survived')"
-        result = cp.kubectl("exec", "-n", "default", "tight-head", "--", "python", "-c", grow, check=False)
+        result = cp.kubectl("exec", "-n", "default", head, "--", "python", "-c", grow, check=False)
         assert result.returncode == 137 and "survived" not in result.stdout, (result.returncode, result.stderr)
-        status = cp.kubectl("exec", "-n", "default", "tight-head", "--", "ray", "status", check=False)
+        status = cp.kubectl("exec", "-n", "default", head, "--", "ray", "status", check=False)
         assert status.returncode == 0, "Ray itself must survive the OOM kill of the process that grew"
     finally:
         cp.kubectl("delete", "scl", "tight", "-n", "default", "--wait=false")

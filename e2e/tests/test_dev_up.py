@@ -11,6 +11,8 @@ import urllib.request
 
 from trialkit import Trial, serveplane
 
+from serveplane.localcluster.testkit import head_pod_name
+
 
 def get_json(url: str) -> dict[str, object]:
     with urllib.request.urlopen(url, timeout=10) as answer:
@@ -44,9 +46,10 @@ def test_dev_kubectl_reaches_the_control_plane_and_the_kubelet(trial: Trial) -> 
     explained = serveplane(trial.env, "dev", "kubectl", "explain", "serveapplication.spec", timeout=60)
     assert "package.module:attribute" in explained.stdout
     # logs and exec go through the API server to the kubelet.
-    logs = serveplane(trial.env, "dev", "kubectl", "logs", "-n", "default", "demo-head", timeout=60)
+    head = head_pod_name(trial.cp, "demo", "default")
+    logs = serveplane(trial.env, "dev", "kubectl", "logs", "-n", "default", head, timeout=60)
     assert logs.returncode == 0 and logs.stdout, logs.stderr
-    status = serveplane(trial.env, "dev", "kubectl", "exec", "-n", "default", "demo-head", "--", "ray", "status",
+    status = serveplane(trial.env, "dev", "kubectl", "exec", "-n", "default", head, "--", "ray", "status",
                         timeout=120)
     assert status.returncode == 0 and "Active:" in status.stdout, status.stdout + status.stderr
 

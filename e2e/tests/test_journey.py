@@ -27,6 +27,7 @@ from trialkit import EndpointTraffic, Trial
 
 from serveplane.localcluster import audit, nodeclean
 from serveplane.localcluster.incluster import USER, ChartOperator, utcnow
+from serveplane.localcluster.testkit import generation_of, head_pod
 from serveplane.localcluster.testkit import wait_for as _wait_for
 from serveplane.localcluster.trial import serve_endpoints
 
@@ -56,6 +57,10 @@ class World:
     def ray_pods(self) -> list[dict[str, Any]]:
         return self.items("pods", "-l", "app.kubernetes.io/managed-by=serveplane")
 
+    def head(self) -> dict[str, Any] | None:
+        """The demo cluster's head pod, by its labels (its name carries the generation's hash)."""
+        return head_pod(self.cp, "demo", NS)
+
     def apply(self, text: str) -> None:
         self.cp.kubectl("apply", "-n", NS, "-f", "-", input=text)
 
@@ -76,7 +81,7 @@ class World:
         return str(self.get("service", "demo-serve")["spec"]["clusterIP"])
 
     def head_ip(self) -> str:
-        return self.get("pod", "demo-head")["status"]["podIP"]
+        return self.head()["status"]["podIP"]
 
     def ray_token(self) -> str:
         """The cluster's Ray auth token, from the Secret the operator made (as an admin with access would read it)."""
@@ -153,7 +158,7 @@ def test_the_ray_dashboard_refuses_requests_without_the_clusters_token(world: Wo
         assert refused.value.code in (401, 403), path
         with urllib.request.urlopen(world.dashboard(path, world.ray_token()), timeout=10) as answer:
             assert answer.status == 200, path
-    head = world.get("pod", "demo-head")
+    head = world.head()
     assert world.ray_token() not in json.dumps(head), "the pod only references the Secret"
 
 
@@ -248,7 +253,7 @@ def test_bad_import_path_and_route_clash_are_isolated(world: World) -> None:
 
 
 def test_deleting_the_head_pod_recovers_and_shows_the_outage(world: World) -> None:
-    old = world.get("pod", "demo-head")
+    old = world.head()
     seen_outage = threading.Event()
 
     def watch() -> None:
@@ -263,17 +268,17 @@ def test_deleting_the_head_pod_recovers_and_shows_the_outage(world: World) -> No
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    world.cp.kubectl("delete", "pod", "demo-head", "-n", NS, "--wait=false")
+    world.cp.kubectl("delete", "pod", old["metadata"]["name"], "-n", NS, "--wait=false")
     wait_for(
         "a new head pod",
-        lambda: (
-            (world.get("pod", "demo-head") or {}).get("metadata", {}).get("uid") not in (None, old["metadata"]["uid"])
-        ),
+        lambda: (world.head() or {}).get("metadata", {}).get("uid") not in (None, old["metadata"]["uid"]),
     )
     world.kubectl_wait_ready("scl/demo", "sapp/hello", "sapp/composed", "sdep/composed-model", timeout=400)
     watcher.join(5)
     assert seen_outage.is_set(), "the statuses must show the outage while it lasts"
-    new = world.get("pod", "demo-head")
+    new = world.head()
+    # The same generation, so the same name: a lost head is replaced in place, no upgrade.
+    assert (new["metadata"]["name"], generation_of(new)) == (old["metadata"]["name"], generation_of(old))
     cluster = wait_for(
         "the config resubmitted to the new head",
         lambda: (lambda c: c if c["status"].get("appliedHeadUid") == new["metadata"]["uid"] else None)(
@@ -518,4 +523,6 @@ def test_deleting_the_cluster_leaves_nothing_behind(world: World) -> None:
     wait_for("every pod to go", lambda: world.ray_pods() == [], timeout=180)
     for kind, name in (("service", "demo-head"), ("service", "demo-serve"), ("ingress", "demo-serve")):
         wait_for(f"{kind} {name} to go", lambda kind=kind, name=name: world.get(kind, name) is None)
+    wait_for("every generation's head Service to go", lambda: not world.items(
+        "services", "-l", "serveplane.dev/cluster=demo"))
     wait_for("no Ray process left", lambda: not ray_processes(), timeout=60)

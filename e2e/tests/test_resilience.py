@@ -23,9 +23,10 @@ import pytest
 from trialkit import EndpointTraffic, Trial
 
 from serveplane.localcluster import node, processes
+from serveplane.localcluster.controlplane import KubectlError
 from serveplane.localcluster.incluster import ChartOperator
 from serveplane.localcluster.redis import RedisServer
-from serveplane.localcluster.testkit import condition
+from serveplane.localcluster.testkit import condition, generation_of, head_pod, worker_pods
 from serveplane.localcluster.testkit import wait_for as _wait_for
 from serveplane.localcluster.trial import serve_endpoints
 
@@ -48,12 +49,17 @@ class HA:
         items = json.loads(self.cp.kubectl("get", "pods", "-n", NS, "-o", "json").stdout)["items"]
         return {p["metadata"]["name"]: p for p in items}
 
+    def head(self) -> dict[str, Any] | None:
+        """The cluster's head pod, by its labels (its name carries the generation's hash)."""
+        return head_pod(self.cp, "ha", NS)
+
     def workers(self) -> dict[str, tuple[str, int]]:
         """Worker pod name -> (UID, container restarts)."""
         return {
-            name: (p["metadata"]["uid"], sum(c.get("restartCount", 0) for c in p["status"]["containerStatuses"]))
-            for name, p in self.pods().items()
-            if "-worker-" in name
+            p["metadata"]["name"]: (
+                p["metadata"]["uid"], sum(c.get("restartCount", 0) for c in p["status"]["containerStatuses"])
+            )
+            for p in worker_pods(self.cp, "ha", NS)
         }
 
     def submissions(self) -> float:
@@ -93,7 +99,10 @@ class ProxyReports:
         secret = self.ha.get("secret", "ha-ray-token") or {}
         token = base64.b64decode((secret.get("data") or {}).get("token", "")).decode()
         while not self._stop.wait(0.5):
-            head = self.ha.get("pod", "ha-head") or {}
+            try:
+                head = self.ha.head() or {}
+            except KubectlError:  # the API server is not what is under test: no head seen this time
+                head = {}
             ip = (head.get("status") or {}).get("podIP")
             seen: dict[str, str] | str
             try:
@@ -177,8 +186,13 @@ def ha(trial: Trial, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HA]:
 
 def test_the_head_keeps_the_clusters_state_in_redis(ha: HA) -> None:
     uid = ha.get("scl", "ha")["metadata"]["uid"]
-    assert ha.redis.keys(f"RAY{uid}@*"), "the GCS's tables are in Redis under the ServeCluster's UID"
-    head = ha.pods()["ha-head"]["spec"]["containers"][0]
+    pod = ha.head()
+    # Each generation is a Ray cluster of its own: its GCS's namespace is the ServeCluster's UID and its name.
+    namespace = f"{uid}-{generation_of(pod)}"
+    assert ha.redis.keys(f"RAY{namespace}@*"), "the GCS's tables are in Redis under the cluster's UID and generation"
+    head = pod["spec"]["containers"][0]
+    env = {e["name"]: e for e in head["env"]}
+    assert env["RAY_external_storage_namespace"]["value"] == namespace
     password = next(e for e in head["env"] if e["name"] == "SERVEPLANE_REDIS_PASSWORD")
     assert password["valueFrom"]["secretKeyRef"] == {"name": "redis-auth", "key": "password"}
     assert ha.redis.password not in json.dumps(ha.pods()), "the password is only referenced"
@@ -186,15 +200,19 @@ def test_the_head_keeps_the_clusters_state_in_redis(ha: HA) -> None:
 
 
 def test_deleting_the_head_pod_fails_no_request_and_restarts_no_worker(ha: HA) -> None:
-    old_head = ha.get("pod", "ha-head")["metadata"]["uid"]
+    old = ha.head()
+    old_head = old["metadata"]["uid"]
     workers, submitted = ha.workers(), ha.submissions()
     with EndpointTraffic(ha.cp, NS, "ha-serve", "/hello/") as traffic, ProxyReports(ha, traffic) as proxies:
         wait_for("the serve Service to route to every proxy", ha.every_proxy_serves)
         wait_for("traffic to flow", lambda: traffic.sent - traffic.failed > 20)
-        ha.cp.kubectl("delete", "pod", "ha-head", "-n", NS, "--wait=false")
-        wait_for("a new head pod", lambda: (ha.get("pod", "ha-head") or {}).get("metadata", {}).get("uid")
+        ha.cp.kubectl("delete", "pod", old["metadata"]["name"], "-n", NS, "--wait=false")
+        wait_for("a new head pod", lambda: (ha.head() or {}).get("metadata", {}).get("uid")
                  not in (None, old_head))
-        new_head = ha.get("pod", "ha-head")["metadata"]["uid"]
+        new = ha.head()
+        # The same generation (so the same name and the same Redis namespace): a replacement, not an upgrade.
+        assert (new["metadata"]["name"], generation_of(new)) == (old["metadata"]["name"], generation_of(old))
+        new_head = new["metadata"]["uid"]
         recovered = wait_for("Serve back on the new head", lambda: ha.recovery(new_head))
         wait_for("the cluster Ready and serving again", ha.serving)
         traffic.carry_on(20)
@@ -207,7 +225,7 @@ def test_deleting_the_head_pod_fails_no_request_and_restarts_no_worker(ha: HA) -
 
 
 def test_a_crash_of_the_heads_ray_fails_only_requests_to_the_heads_proxy(ha: HA) -> None:
-    head = ha.get("pod", "ha-head")
+    head = ha.head()
     head_ip, restarts = head["status"]["podIP"], head["status"]["containerStatuses"][0].get("restartCount", 0)
     workers, submitted = ha.workers(), ha.submissions()
     kill_ray = ("import os; me = os.getpid(); "
@@ -216,9 +234,9 @@ def test_a_crash_of_the_heads_ray_fails_only_requests_to_the_heads_proxy(ha: HA)
         wait_for("the serve Service to route to every proxy", ha.every_proxy_serves)
         wait_for("traffic to flow", lambda: traffic.sent - traffic.failed > 20)
         # Every process of the head's container but the runtime (PID 1), which then exits: the kubelet restarts it.
-        ha.cp.kubectl("exec", "-n", NS, "ha-head", "--", "python", "-c", kill_ray, check=False)
-        wait_for("the head's container restarted", lambda: ha.get("pod", "ha-head")["status"]["containerStatuses"][0]
-                 .get("restartCount", 0) > restarts)
+        ha.cp.kubectl("exec", "-n", NS, head["metadata"]["name"], "--", "python", "-c", kill_ray, check=False)
+        wait_for("the head's container restarted", lambda: ha.get("pod", head["metadata"]["name"])["status"]
+                 ["containerStatuses"][0].get("restartCount", 0) > restarts)
         wait_for("the cluster Ready and serving again", ha.serving, timeout=400)
         traffic.carry_on(20)
     print("\n" + traffic.report("head's Ray SIGKILLed (GCS fault tolerance)"))
@@ -230,9 +248,11 @@ def test_a_crash_of_the_heads_ray_fails_only_requests_to_the_heads_proxy(ha: HA)
 
 def test_deleting_the_cluster_removes_its_state_from_redis(ha: HA) -> None:
     uid = ha.get("scl", "ha")["metadata"]["uid"]
-    assert ha.redis.keys(f"RAY{uid}@*")
+    namespace = f"{uid}-{generation_of(ha.head())}"
+    assert ha.redis.keys(f"RAY{namespace}@*")
     ha.cp.kubectl("delete", "sapp", "hello", "-n", NS, "--timeout=300s")
     ha.cp.kubectl("delete", "scl", "ha", "-n", NS, "--timeout=300s")
-    assert ha.redis.keys(f"RAY{uid}@*") == [], "the clean-up pod removed the cluster's keys before it went"
+    # Every generation's keys (RAY<uid>-<generation>@...), and any under the bare UID.
+    assert ha.redis.keys(f"RAY{uid}*") == [], "the clean-up pod removed the cluster's keys before it went"
     wait_for("the clean-up pod gone", lambda: "ha-redis-cleanup" not in ha.pods())
     assert not ha.pods(), ha.pods().keys()

@@ -14,7 +14,7 @@ import yaml
 
 from serveplane.localcluster.controlplane import ControlPlane
 from serveplane.localcluster.operatorproc import OperatorProcess
-from serveplane.localcluster.testkit import condition, get_object, wait_for
+from serveplane.localcluster.testkit import condition, get_object, head_pod, wait_for
 
 FINALIZER = "serveplane.dev/serve-cleanup"
 CLUSTER = {
@@ -80,7 +80,7 @@ def test_application_deleted_before_its_cluster_waits_for_it_then_goes(
     cp = controlplane
     apply(cp, namespace, [CLUSTER, app("hello")])
     wait_for("the finalizer", lambda: has_finalizer(cp, namespace, "hello"))
-    wait_for("the cluster's pods", lambda: get_object(cp, "pod", "demo-head", namespace))
+    wait_for("the cluster's pods", lambda: head_pod(cp, "demo", namespace))
     delete(cp, namespace, "sapp", "hello")
     # A round saw the deletion (the cluster's status no longer lists the application), and since Serve cannot be
     # asked whether it still runs the application, the finalizer holds...

@@ -25,7 +25,7 @@ from serveplane.localcluster import helm as localhelm
 from serveplane.localcluster.controlplane import ControlPlane
 from serveplane.localcluster.operatorproc import CRDS_DIR, RULES_FILE
 from serveplane.localcluster.processes import free_port
-from serveplane.localcluster.testkit import condition, wait_for
+from serveplane.localcluster.testkit import condition, generation_of, head_pod, ray_pods, wait_for
 from serveplane.localcluster.testkit import get_object as get
 from serveplane.operator import election as leader_election
 from serveplane.operator.settings import Settings
@@ -511,9 +511,12 @@ def test_install_run_the_operator_as_the_release_and_uninstall(
                           as_account, check=False).stdout.strip() == "no"
         with ReleaseOperator(cp, release_ns, account, env, tmp_path) as operator:
             cp.kubectl("apply", "-n", apps_ns, "-f", str(EXAMPLES / "cluster.yaml"))
-            for pod in ("demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"):
-                wait_for(f"pod {pod}", lambda pod=pod: get(cp, "pod", pod, apps_ns))
-            for service in ("demo-head", "demo-serve"):
+            pods = wait_for("the head and two workers", lambda: (lambda ps: ps if len(ps) == 3 else None)(
+                ray_pods(cp, "demo", apps_ns)))
+            gen = generation_of(pods[0])
+            assert sorted(p["metadata"]["name"] for p in pods) == [
+                f"demo-{gen}-head", f"demo-{gen}-worker-cpu-0", f"demo-{gen}-worker-cpu-1"]
+            for service in ("demo-head", f"demo-{gen}-head", "demo-serve"):
                 wait_for(f"Service {service}", lambda service=service: get(cp, "service", service, apps_ns))
             # The release's RBAC lets it make the token Secret and the NetworkPolicy, which lets the release's own
             # pods (its namespace, its selector labels) reach Ray's ports.
@@ -527,12 +530,12 @@ def test_install_run_the_operator_as_the_release_and_uninstall(
             assert cluster["status"]["observedGeneration"] == cluster["metadata"]["generation"]
             assert condition(cluster, "Ready")["reason"] == "HeadNotReady"
             example_image = yaml.safe_load((EXAMPLES / "cluster.yaml").read_text())["spec"]["image"]
-            assert get(cp, "pod", "demo-head", apps_ns)["spec"]["containers"][0]["image"] == example_image
+            assert head_pod(cp, "demo", apps_ns)["spec"]["containers"][0]["image"] == example_image
             # A ServeCluster without spec.image gets the chart's rayImage (SERVEPLANE_DEFAULT_IMAGE).
             bare = {"apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeCluster", "metadata": {"name": "bare"},
                     "spec": {"workerGroups": []}}
             cp.kubectl("apply", "-n", apps_ns, "-f", "-", input=yaml.safe_dump(bare))
-            head = wait_for("pod bare-head", lambda: get(cp, "pod", "bare-head", apps_ns))
+            head = wait_for("bare's head pod", lambda: head_pod(cp, "bare", apps_ns))
             assert head["spec"]["containers"][0]["image"] == "registry.example.com/serveplane/runtime:0.1.0"
             # It reconciled as the holder of the release's Lease, under the release's Role.
             lease = get(cp, "lease", env["SERVEPLANE_LEASE_NAME"], release_ns)

@@ -20,7 +20,7 @@ import yaml
 from serveplane.localcluster import audit
 from serveplane.localcluster.controlplane import ControlPlane
 from serveplane.localcluster.operatorproc import ACCOUNT, NAMESPACE, OperatorProcess, election_env, install
-from serveplane.localcluster.testkit import get_object, wait_for
+from serveplane.localcluster.testkit import get_object, head_pod, wait_for, worker_pods
 
 LEASE = "serveplane-operator"
 USER = f"system:serviceaccount:{NAMESPACE}:{ACCOUNT}"
@@ -71,7 +71,7 @@ def test_only_the_leader_reconciles_and_a_killed_one_is_replaced(
     assert holder(cp) == "op-a"
     assert not leading(b)
     cp.kubectl("apply", "-f", "-", input=cluster(namespace))
-    wait_for("the leader to create the head pod", lambda: get_object(cp, "pod", "demo-head", namespace))
+    wait_for("the leader to create the head pod", lambda: head_pod(cp, "demo", namespace))
     assert a.pid is not None
     os.killpg(a.pid, signal.SIGKILL)
     killed = time.monotonic()
@@ -91,7 +91,7 @@ def test_only_the_leader_reconciles_and_a_killed_one_is_replaced(
     print(f"\nkill -9 of the leader -> standby leading in {takeover:.1f} s")
     assert takeover < 15
     assert holder(cp) == "op-b"
-    wait_for("the new leader to apply the change", lambda: get_object(cp, "pod", "demo-worker-cpu-0", namespace))
+    wait_for("the new leader to apply the change", lambda: worker_pods(cp, "demo", namespace, "cpu"))
 
 
 def test_a_leader_stopped_cleanly_hands_over_at_once(

@@ -16,7 +16,15 @@ import yaml
 
 from serveplane.localcluster.controlplane import ControlPlane, KubectlError
 from serveplane.localcluster.operatorproc import OperatorProcess
-from serveplane.localcluster.testkit import condition, wait_for
+from serveplane.localcluster.testkit import (
+    GENERATION_LABEL,
+    condition,
+    generation_of,
+    head_pod,
+    ray_pods,
+    wait_for,
+    worker_pods,
+)
 from serveplane.localcluster.testkit import get_object as get
 from serveplane.operator.render import render
 
@@ -151,16 +159,31 @@ def test_cluster_becomes_pods_services_and_ingress(
 ) -> None:
     apply(controlplane, [cluster_doc(), app_doc("hello"), app_doc("other", routePrefix="/other")], namespace)
     cluster = wait_for("the cluster", lambda: get(controlplane, "scl", "demo", namespace))
-    names = ["demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"]
-    for pod in names:
-        found = wait_for(f"pod {pod}", lambda pod=pod: get(controlplane, "pod", pod, namespace))
+    found_pods = wait_for(
+        "the head and two workers",
+        lambda: (lambda ps: ps if len(ps) == 3 and all(p["spec"].get("nodeName") for p in ps) else None)(
+            ray_pods(controlplane, "demo", namespace)
+        ),
+    )
+    # One generation, named by its hash, in every pod's label and name.
+    (gen,) = {generation_of(p) for p in found_pods}
+    assert gen, "every Ray pod carries its generation"
+    names = sorted(p["metadata"]["name"] for p in found_pods)
+    assert names == [f"demo-{gen}-head", f"demo-{gen}-worker-cpu-0", f"demo-{gen}-worker-cpu-1"]
+    for found in found_pods:
         owner = found["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["uid"], owner["controller"]) == ("ServeCluster", cluster["metadata"]["uid"], True)
         assert found["metadata"]["labels"]["serveplane.dev/cluster"] == "demo"
         assert found["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "serveplane"
         assert found["spec"]["nodeName"], "the real scheduler binds every pod to a node"
+    assert [p["metadata"]["name"] for p in worker_pods(controlplane, "demo", namespace, "cpu")] == names[1:]
     head_svc = wait_for("head Service", lambda: get(controlplane, "service", "demo-head", namespace))
     assert head_svc["spec"]["clusterIP"] == "None"
+    assert head_svc["spec"]["selector"][GENERATION_LABEL] == gen, "the head Service selects the active generation"
+    # The workers join their own generation's head by a Service of its own.
+    gen_svc = wait_for("the generation's head Service", lambda: get(controlplane, "service", f"demo-{gen}-head",
+                                                                   namespace))
+    assert gen_svc["spec"]["clusterIP"] == "None" and gen_svc["spec"]["selector"][GENERATION_LABEL] == gen
     serve_svc = wait_for("serve Service", lambda: get(controlplane, "service", "demo-serve", namespace))
     assert {p["name"]: p["port"] for p in serve_svc["spec"]["ports"]} == {"http": 8000, "grpc": 9000}
     ingress = wait_for("Ingress", lambda: get(controlplane, "ingress", "demo-serve", namespace))
@@ -175,12 +198,14 @@ def test_cluster_becomes_pods_services_and_ingress(
     obj = wait_for("ServeCluster status", waiting)
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     assert obj["status"]["desiredNodes"] == 3
+    assert obj["status"]["activeGeneration"] == gen
+    assert obj["status"]["headPod"] == f"demo-{gen}-head"
     for kind in ("Ready", "Progressing", "Degraded"):
         found = condition(obj, kind)
         assert set(found) >= {"type", "status", "reason", "message", "observedGeneration", "lastTransitionTime"}
 
     # A head that is Ready but whose dashboard does not answer shows up as such, on the cluster and its apps.
-    mark_ready(controlplane, "demo-head", namespace)
+    mark_ready(controlplane, f"demo-{gen}-head", namespace)
     wait_for(
         "DashboardUnavailable",
         lambda: condition(get(controlplane, "scl", "demo", namespace), "Ready").get("reason") == "DashboardUnavailable",
@@ -199,27 +224,31 @@ def test_cluster_becomes_pods_services_and_ingress(
         "patch", "scl", "demo", "-n", namespace, "--type=json",
         "-p", json.dumps([{"op": "replace", "path": "/spec/workerGroups/0/replicas", "value": 1}]),
     )
+    extra = f"demo-{gen}-worker-cpu-1"
     wait_for(
-        "demo-worker-cpu-1 to be deleted",
-        lambda: (get(controlplane, "pod", "demo-worker-cpu-1", namespace) or {})
-        .get("metadata", {})
-        .get("deletionTimestamp")
-        or get(controlplane, "pod", "demo-worker-cpu-1", namespace) is None,
+        f"{extra} to be deleted",
+        lambda: (get(controlplane, "pod", extra, namespace) or {}).get("metadata", {}).get("deletionTimestamp")
+        or get(controlplane, "pod", extra, namespace) is None,
     )
+    kept = {p["metadata"]["name"]: p for p in ray_pods(controlplane, "demo", namespace)}
+    for name in (f"demo-{gen}-head", f"demo-{gen}-worker-cpu-0"):
+        assert not kept[name]["metadata"].get("deletionTimestamp"), f"{name} stays"
 
 
 def test_deleted_pod_is_recreated(controlplane: ControlPlane, operator: OperatorProcess, namespace: str) -> None:
     apply(controlplane, [cluster_doc(workers=1)], namespace)
-    first = wait_for("worker pod", lambda: get(controlplane, "pod", "demo-worker-cpu-0", namespace))
+    first = wait_for("worker pod", lambda: worker_pods(controlplane, "demo", namespace, "cpu"))[0]
+    name = first["metadata"]["name"]
     # No kubelet confirms the deletion here, so force it, as the kubelet would once the containers stopped.
-    controlplane.kubectl("delete", "pod", "demo-worker-cpu-0", "-n", namespace, "--grace-period=0", "--force")
+    controlplane.kubectl("delete", "pod", name, "-n", namespace, "--grace-period=0", "--force")
     again = wait_for(
         "a new worker pod",
         lambda: (lambda p: p if p and p["metadata"]["uid"] != first["metadata"]["uid"] else None)(
-            get(controlplane, "pod", "demo-worker-cpu-0", namespace)
+            get(controlplane, "pod", name, namespace)
         ),
     )
     assert again["metadata"]["ownerReferences"][0]["name"] == "demo"
+    assert generation_of(again) == generation_of(first), "the same generation: the same pod, made anew"
 
 
 def test_deleting_the_cluster_garbage_collects_what_it_owns(
@@ -227,12 +256,16 @@ def test_deleting_the_cluster_garbage_collects_what_it_owns(
 ) -> None:
     apply(controlplane, [cluster_doc(workers=1), app_doc("hello")], namespace)
     wait_for("Ingress", lambda: get(controlplane, "ingress", "demo-serve", namespace))
-    wait_for("pods", lambda: get(controlplane, "pod", "demo-worker-cpu-0", namespace))
+    owned = wait_for("pods", lambda: (lambda ps: ps if len(ps) == 2 else None)(
+        ray_pods(controlplane, "demo", namespace)))
+    gen = generation_of(owned[0])
+    wait_for("the generation's head Service", lambda: get(controlplane, "service", f"demo-{gen}-head", namespace))
     controlplane.kubectl("delete", "scl", "demo", "-n", namespace, "--wait=false")
     # The real controller-manager's garbage collector removes the owned objects.
-    for kind, name in (("service", "demo-head"), ("service", "demo-serve"), ("ingress", "demo-serve")):
+    services = (("service", "demo-head"), ("service", f"demo-{gen}-head"), ("service", "demo-serve"))
+    for kind, name in (*services, ("ingress", "demo-serve")):
         wait_for(f"{kind} {name} to go", lambda kind=kind, name=name: get(controlplane, kind, name, namespace) is None)
-    for pod in ("demo-head", "demo-worker-cpu-0"):
+    for pod in (p["metadata"]["name"] for p in owned):
         # Scheduled pods wait for a kubelet to confirm; the GC's part is to start their deletion.
         wait_for(
             f"{pod} to be deleted",
@@ -288,42 +321,100 @@ def test_kubectl_get_serveplane_lists_all_kinds(controlplane: ControlPlane, oper
     assert "importPath" in explained and "package.module:attribute" in explained
 
 
-def test_a_changed_pod_spec_rolls_one_pod_at_a_time_without_extra_pods(
+def namespace_pods(cp: ControlPlane, namespace: str) -> dict[str, dict[str, Any]]:
+    """Every pod of the namespace, by name: whatever the operator made, not only what its labels say."""
+    found = json.loads(cp.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+    return {p["metadata"]["name"]: p for p in found}
+
+
+def deleting(pods: dict[str, dict[str, Any]]) -> list[str]:
+    return sorted(n for n, p in pods.items() if p["metadata"].get("deletionTimestamp"))
+
+
+def test_a_changed_worker_group_rolls_one_pod_at_a_time_without_extra_pods(
     controlplane: ControlPlane, operator: OperatorProcess, namespace: str
 ) -> None:
-    def pods() -> dict[str, dict[str, Any]]:
-        found = json.loads(controlplane.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
-        return {p["metadata"]["name"]: p for p in found}
+    """A change to a worker group alone is made in place, within the generation: one worker at a time."""
+    cp = controlplane
+    apply(cp, [cluster_doc(workers=2)], namespace)
+    found = wait_for("the head and two workers", lambda: (lambda ps: ps if len(ps) == 3 else None)(
+        ray_pods(cp, "demo", namespace)))
+    gen = generation_of(found[0])
+    head, worker0, worker1 = f"demo-{gen}-head", f"demo-{gen}-worker-cpu-0", f"demo-{gen}-worker-cpu-1"
+    assert sorted(p["metadata"]["name"] for p in found) == [head, worker0, worker1]
+    for pod in found:
+        mark_ready(cp, pod["metadata"]["name"], namespace)
+    env = [{"name": "ROLLED", "value": "yes"}]
+    cp.kubectl("patch", "scl", "demo", "-n", namespace, "--type=json",
+               "-p", json.dumps([{"op": "add", "path": "/spec/workerGroups/0/env", "value": env}]))
 
-    apply(controlplane, [cluster_doc(workers=1)], namespace)
-    for pod in ("demo-head", "demo-worker-cpu-0"):
-        wait_for(pod, lambda pod=pod: get(controlplane, "pod", pod, namespace))
-        mark_ready(controlplane, pod, namespace)
-    controlplane.kubectl(
-        "patch", "scl", "demo", "-n", namespace, "--type=merge", "-p", json.dumps({"spec": {"image": "ray:new"}})
-    )
-    # Workers go first, one at a time; nothing is added beside them, so an upgrade never doubles the cluster.
-    first = wait_for(
-        "one pod to be replaced",
-        lambda: [n for n, p in pods().items() if p["metadata"].get("deletionTimestamp")],
-    )
-    assert first == ["demo-worker-cpu-0"]
+    def rolled(name: str) -> dict[str, Any] | None:
+        pod = get(cp, "pod", name, namespace)
+        container = (pod or {}).get("spec", {}).get("containers", [{}])[0]
+        envs = {e["name"]: e.get("value") for e in container.get("env", [])}
+        return pod if envs.get("ROLLED") == "yes" else None
+
+    # One worker at a time; nothing is added beside it, so a worker change never grows the cluster.
+    first = wait_for("one pod to be replaced", lambda: deleting(namespace_pods(cp, namespace)))
+    assert first == [worker0]
     time.sleep(3)
-    now = pods()
-    assert len(now) == 2 and not now["demo-head"]["metadata"].get("deletionTimestamp")
-    # The kubelet's part: the old worker stops; the operator then creates it anew with the new image.
-    controlplane.kubectl("delete", "pod", "demo-worker-cpu-0", "-n", namespace, "--grace-period=0", "--force")
-    worker = wait_for(
-        "the new worker",
-        lambda: (lambda p: p if p and p["spec"]["containers"][0]["image"] == "ray:new" else None)(
-            get(controlplane, "pod", "demo-worker-cpu-0", namespace)
-        ),
+    now = namespace_pods(cp, namespace)
+    assert sorted(now) == [head, worker0, worker1] and deleting(now) == [worker0], sorted(now)
+    # The kubelet's part: the old worker stops; the operator then creates it anew, in the same generation.
+    cp.kubectl("delete", "pod", worker0, "-n", namespace, "--grace-period=0", "--force")
+    worker = wait_for("the new worker", lambda: rolled(worker0))
+    assert generation_of(worker) == gen, "a worker group's change makes no new generation"
+    time.sleep(2)
+    assert not deleting(namespace_pods(cp, namespace)), "the next worker waits until the new one is ready"
+    mark_ready(cp, worker0, namespace)
+    wait_for("the other worker to be replaced next", lambda: deleting(namespace_pods(cp, namespace)) == [worker1])
+    assert not rolled(head) and not get(cp, "pod", head, namespace)["metadata"].get("deletionTimestamp"), (
+        "the head runs no worker group: it is left alone"
     )
-    assert not get(controlplane, "pod", "demo-head", namespace)["metadata"].get("deletionTimestamp"), (
-        "the head waits until the new worker is ready"
-    )
-    mark_ready(controlplane, worker["metadata"]["name"], namespace)
-    wait_for(
-        "the head to be replaced last",
-        lambda: get(controlplane, "pod", "demo-head", namespace)["metadata"].get("deletionTimestamp"),
-    )
+
+
+def test_a_changed_image_starts_a_new_generation_beside_the_old_one_within_the_surge(
+    controlplane: ControlPlane, operator: OperatorProcess, namespace: str
+) -> None:
+    """The image is what every Ray node must run alike: a new generation, started next to the serving one (one pod
+    above the spec's count, the default maxSurgePods), which stays whole until the new one runs the applications."""
+    cp = controlplane
+    apply(cp, [cluster_doc(workers=1)], namespace)
+    old = wait_for("the head and a worker", lambda: (lambda ps: ps if len(ps) == 2 else None)(
+        ray_pods(cp, "demo", namespace)))
+    gen = generation_of(old[0])
+    for pod in old:
+        mark_ready(cp, pod["metadata"]["name"], namespace)
+    wait_for("the active generation in the status",
+             lambda: (get(cp, "scl", "demo", namespace) or {}).get("status", {}).get("activeGeneration") == gen)
+    cp.kubectl("patch", "scl", "demo", "-n", namespace, "--type=merge",
+               "-p", json.dumps({"spec": {"image": "ray:new"}}))
+
+    def new_pods() -> list[dict[str, Any]]:
+        return [p for p in ray_pods(cp, "demo", namespace) if generation_of(p) != gen]
+
+    (new_head,) = wait_for("the new generation's first pod", new_pods)
+    new_gen = generation_of(new_head)
+    assert new_gen and new_gen != gen
+    assert new_head["metadata"]["name"] == f"demo-{new_gen}-head", "the new generation starts with its head"
+    assert new_head["spec"]["containers"][0]["image"] == "ray:new"
+    assert head_pod(cp, "demo", namespace, new_gen) is not None
+    wait_for("the new generation's head Service", lambda: get(cp, "service", f"demo-{new_gen}-head", namespace))
+    def upgrading() -> dict[str, Any] | None:
+        found = get(cp, "scl", "demo", namespace)["status"]
+        roles = {g["name"]: g["role"] for g in found.get("generations") or []}
+        mine = (found.get("upgrade") or {}).get("generation") == new_gen
+        return found if mine and roles == {gen: "Active", new_gen: "Pending"} else None
+
+    status = wait_for("the upgrade and both generations in the status", upgrading)
+    assert status["activeGeneration"] == gen and not status["upgrade"].get("failure"), status["upgrade"]
+    assert status["headPod"] == f"demo-{gen}-head"
+    # The user-facing head Service stays on the serving generation.
+    assert get(cp, "service", "demo-head", namespace)["spec"]["selector"][GENERATION_LABEL] == gen
+    # Ready, the new head still gets no worker: one pod above the spec is the surge, and no application runs on
+    # the new generation (no Serve answers here), so no old pod makes room either.
+    mark_ready(cp, new_head["metadata"]["name"], namespace)
+    time.sleep(5)
+    now = namespace_pods(cp, namespace)
+    wanted = sorted([*(p["metadata"]["name"] for p in old), new_head["metadata"]["name"]])
+    assert sorted(now) == wanted and not deleting(now), sorted(now)

@@ -16,9 +16,7 @@ import yaml
 from serveplane.localcluster.controlplane import ControlPlane
 from serveplane.localcluster.operatorproc import OperatorProcess
 from serveplane.localcluster.testkit import get_object as get
-from serveplane.localcluster.testkit import wait_for
-
-PODS = ["demo-head", "demo-worker-cpu-0"]
+from serveplane.localcluster.testkit import ray_pods, wait_for
 
 
 def cluster(name: str = "demo", **spec: Any) -> dict[str, Any]:
@@ -49,10 +47,18 @@ def listed(cp: ControlPlane, kind: str, namespace: str, *args: str) -> list[dict
     return items
 
 
+def both_pods(cp: ControlPlane, namespace: str, cluster: str = "demo") -> list[dict[str, Any]] | None:
+    """The cluster's head and its one worker (by their labels), once both exist."""
+    pods = ray_pods(cp, cluster, namespace)
+    types = sorted(p["metadata"]["labels"]["serveplane.dev/node-type"] for p in pods)
+    return pods if types == ["head", "worker"] else None
+
+
 def pods_with_token(cp: ControlPlane, namespace: str, digest: str) -> list[dict[str, Any]] | None:
-    pods = [get(cp, "pod", name, namespace) for name in PODS]
-    if all(p and p["metadata"].get("annotations", {}).get("serveplane.dev/auth-token-digest") == digest for p in pods):
-        return pods  # type: ignore[return-value]
+    pods = both_pods(cp, namespace)
+    if pods and all(p["metadata"].get("annotations", {}).get("serveplane.dev/auth-token-digest") == digest
+                    for p in pods):
+        return pods
     return None
 
 
@@ -79,6 +85,7 @@ def test_the_token_secret_is_made_referenced_and_rotated_and_never_shown(
         assert env["RAY_AUTH_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "demo-ray-token", "key": "token"}}
         assert first not in json.dumps(pod), "a pod references the token, never holds it"
     uids = {p["metadata"]["uid"] for p in pods}
+    names = sorted(p["metadata"]["name"] for p in pods)
 
     # Rotation: deleting the Secret makes a new token, and every Ray pod is replaced at once.
     cp.kubectl("delete", "secret", "demo-ray-token", "-n", namespace)
@@ -90,12 +97,13 @@ def test_the_token_secret_is_made_referenced_and_rotated_and_never_shown(
     wait_for(
         "every old pod to be deleted at once",
         lambda: all((get(cp, "pod", name, namespace) or {}).get("metadata", {}).get("deletionTimestamp")
-                    for name in PODS),
+                    for name in names),
     )
-    cp.kubectl("delete", "pods", *PODS, "-n", namespace, "--grace-period=0", "--force")
+    cp.kubectl("delete", "pods", *names, "-n", namespace, "--grace-period=0", "--force")
     new_digest = hashlib.sha256(second.encode()).hexdigest()[:16]
     pods = wait_for("new pods with the new token", lambda: pods_with_token(cp, namespace, new_digest))
     assert not uids & {p["metadata"]["uid"] for p in pods}
+    assert sorted(p["metadata"]["name"] for p in pods) == names, "a new token is no new generation: the same pods"
 
     # Neither token shows anywhere but in the Secret.
     seen = {
@@ -117,7 +125,7 @@ def test_without_auth_there_is_no_secret_and_no_ray_auth_env(
 ) -> None:
     cp = controlplane
     apply(cp, namespace, cluster(auth={"mode": "Disabled"}))
-    pods = [wait_for(f"pod {name}", lambda name=name: get(cp, "pod", name, namespace)) for name in PODS]
+    pods = wait_for("the head and the worker", lambda: both_pods(cp, namespace))
     wait_for("the NetworkPolicy (the round is done)", lambda: get(cp, "networkpolicy", "demo-ray", namespace))
     assert get(cp, "secret", "demo-ray-token", namespace) is None
     for pod in pods:
@@ -137,17 +145,22 @@ def test_the_network_policy_selects_the_clusters_ray_pods_and_opens_only_serves_
 ) -> None:
     cp = controlplane
     apply(cp, namespace, cluster(serve={"httpPort": 8100, "grpcPort": 9100}), cluster("other"))
-    for name in [*PODS, "other-head", "other-worker-cpu-0"]:
-        wait_for(f"pod {name}", lambda name=name: get(cp, "pod", name, namespace))
+    for name in ("demo", "other"):
+        wait_for(f"{name}'s head and worker", lambda name=name: both_pods(cp, namespace, name))
+    # Which cluster each pod belongs to, by its owner (not by the labels the policy selects on).
+    owned: dict[str, list[str]] = {}
+    for pod in listed(cp, "pods", namespace):
+        owned.setdefault(pod["metadata"]["ownerReferences"][0]["name"], []).append(pod["metadata"]["name"])
+    assert {k: len(v) for k, v in owned.items()} == {"demo": 2, "other": 2}, owned
     policy = wait_for("the NetworkPolicy", lambda: get(cp, "networkpolicy", "demo-ray", namespace))
     # Accepted by the API server's validation as written, and owned by its cluster.
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     assert policy["metadata"]["ownerReferences"][0]["name"] == "demo"
     selected = listed(cp, "pods", namespace, "-l", selector_of(policy))
-    assert sorted(p["metadata"]["name"] for p in selected) == PODS, "exactly demo's Ray pods, not other's"
+    assert sorted(p["metadata"]["name"] for p in selected) == sorted(owned["demo"]), "exactly demo's Ray pods"
     other = wait_for("other's NetworkPolicy", lambda: get(cp, "networkpolicy", "other-ray", namespace))
-    assert sorted(p["metadata"]["name"] for p in listed(cp, "pods", namespace, "-l", selector_of(other))) == [
-        "other-head", "other-worker-cpu-0"]
+    assert sorted(p["metadata"]["name"] for p in listed(cp, "pods", namespace, "-l", selector_of(other))) == sorted(
+        owned["other"])
     # Open to everyone: Serve's HTTP and gRPC ports, nothing else.
     open_rules = [rule for rule in policy["spec"]["ingress"] if not rule.get("from")]
     assert [port["port"] for rule in open_rules for port in rule["ports"]] == [8100, 9100]
