@@ -65,6 +65,9 @@ class PodInfo:
     role: str
     """`head` or `worker` (the pod's serveplane.dev/node-type label)."""
     ip: str
+    generation: str = ""
+    """The pod's serveplane.dev/generation label: each generation is a Ray cluster of its own ("" before
+    generations, and for a kubelet that does not say)."""
 
 
 class PodRegistry:
@@ -89,10 +92,13 @@ class PodRegistry:
         with self._lock:
             return self._by_ip.get(ip)
 
-    def cluster_pods(self, namespace: str, cluster: str) -> list[PodInfo]:
-        """The cluster's pods, head first, then by name."""
+    def cluster_pods(self, namespace: str, cluster: str, generation: str | None = None) -> list[PodInfo]:
+        """The ServeCluster's pods (of one generation, unless None: of all), heads first, then by name."""
         with self._lock:
-            pods = [p for p in self._by_ip.values() if p.namespace == namespace and p.cluster == cluster]
+            pods = [
+                p for p in self._by_ip.values()
+                if p.namespace == namespace and p.cluster == cluster and generation in (None, p.generation)
+            ]
         return sorted(pods, key=lambda p: (p.role != "head", p.name))
 
     @property
@@ -333,7 +339,8 @@ class ServeSim:
             if head is None:
                 return json.dumps(_empty_details())
             pod = self.registry.get(ip)
-            pods = self.registry.cluster_pods(pod.namespace, pod.cluster) if pod else []
+            # The head's own Ray cluster: during an upgrade, another generation's pods are not its nodes.
+            pods = self.registry.cluster_pods(pod.namespace, pod.cluster, pod.generation) if pod else []
             deploying = tuple(sorted(n for n, a in head.apps.items() if a.ready_at > now))
             key = (head.version, deploying, tuple((p.ip, p.role) for p in pods))
             if key != head.cache_key:

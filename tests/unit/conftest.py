@@ -83,11 +83,16 @@ class Builders:
         uid: str | None = None,
         annotations: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
+        created: str | None = None,
+        ready_since: str | None = None,
     ) -> dict[str, Any]:
-        """A desired pod as the API server would return it once running (or not)."""
+        """A desired pod as the API server would return it once running (or not); `created` and `ready_since`
+        (the Ready condition's lastTransitionTime) are RFC 3339 times, for the rules that count from them."""
         out = copy.deepcopy(pod)
         meta = out["metadata"]
         meta.setdefault("uid", uid or f"pod-{next(self._uids)}")
+        if created is not None:
+            meta["creationTimestamp"] = created
         meta.setdefault("creationTimestamp", CREATED)
         meta.setdefault("resourceVersion", "7")
         if annotations is not None:
@@ -96,10 +101,10 @@ class Builders:
             meta["labels"] = {**meta.get("labels", {}), **labels}
         if deleting:
             meta["deletionTimestamp"] = "2024-05-02T10:00:00Z"
-        status: dict[str, Any] = {
-            "phase": phase,
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-        }
+        condition = {"type": "Ready", "status": "True" if ready else "False"}
+        if ready_since is not None:
+            condition["lastTransitionTime"] = ready_since
+        status: dict[str, Any] = {"phase": phase, "conditions": [condition]}
         if ip:
             status["podIP"] = ip
         out["status"] = status

@@ -11,6 +11,7 @@ from serveplane.operator.api.cluster import (
     ProxyLocation,
     ServeClusterSpec,
     ServeClusterStatus,
+    UpgradeType,
     WorkerGroupSpec,
 )
 from serveplane.operator.api.deployment import (
@@ -84,9 +85,14 @@ def test_cluster_spec_round_trips_with_camelcase_nested_names():
                     "tls": [{"hosts": ["h.example.com"], "secretName": "tls"}], "annotations": {}},
         "auth": {"mode": "Disabled"},
         "networkPolicy": {"enabled": False},
+        "upgradeStrategy": {"type": "BlueGreen", "maxSurgePods": 3, "timeoutSeconds": 120,
+                            "oldGenerationDelaySeconds": 5},
     }
     spec = ServeClusterSpec.model_validate(wire)
     assert spec.auth.mode is AuthMode.DISABLED and not spec.network_policy.enabled
+    strategy = spec.upgrade_strategy
+    assert strategy.type is UpgradeType.BLUE_GREEN
+    assert (strategy.max_surge_pods, strategy.timeout_seconds, strategy.old_generation_delay_seconds) == (3, 120, 5)
     assert spec.serve.proxy_location is ProxyLocation.HEAD_ONLY
     assert spec.serve.request_timeout_s == 30.0
     assert spec.worker_groups[0].pod_template.metadata.labels == {"team": "ml"}
@@ -104,6 +110,51 @@ def test_cluster_spec_defaults():
     assert spec.service.type.value == "ClusterIP"
     assert spec.auth.mode is AuthMode.TOKEN, "Ray's token authentication is on unless turned off"
     assert spec.network_policy.enabled is True
+    strategy = spec.upgrade_strategy
+    assert strategy.type is UpgradeType.INCREMENTAL, "a new generation grows pod by pod unless told otherwise"
+    assert (strategy.max_surge_pods, strategy.timeout_seconds, strategy.old_generation_delay_seconds) == (1, 600, 30)
+    assert spec.to_wire()["upgradeStrategy"] == {
+        "type": "Incremental", "maxSurgePods": 1, "timeoutSeconds": 600, "oldGenerationDelaySeconds": 30,
+    }
+
+
+@pytest.mark.parametrize(
+    ("strategy", "field"),
+    [
+        ({"type": "Rolling"}, "upgradeStrategy.type"),
+        ({"maxSurgePods": 0}, "upgradeStrategy.maxSurgePods"),
+        ({"timeoutSeconds": 0}, "upgradeStrategy.timeoutSeconds"),
+        ({"oldGenerationDelaySeconds": -1}, "upgradeStrategy.oldGenerationDelaySeconds"),
+    ],
+)
+def test_upgrade_strategy_is_validated(strategy, field):
+    with pytest.raises(ValidationError) as caught:
+        ServeClusterSpec.model_validate({"upgradeStrategy": strategy})
+    assert field in error_fields(caught.value)
+    assert ServeClusterSpec.model_validate({"upgradeStrategy": {"oldGenerationDelaySeconds": 0}})
+
+
+def test_cluster_status_carries_generations_and_the_upgrade_in_camelcase():
+    wire = {
+        "conditions": [], "desiredNodes": 3, "readyNodes": 3, "healthyProxies": 3, "applications": [],
+        "activeGeneration": "aaaaa",
+        "generations": [
+            {"name": "aaaaa", "role": "Active", "headPod": "demo-aaaaa-head", "readyPods": 3, "servingPods": 2,
+             "targetCapacity": 66.67, "trafficShare": 66.67},
+            {"name": "bbbbb", "role": "Pending", "headPod": "demo-bbbbb-head", "readyPods": 1, "servingPods": 1,
+             "targetCapacity": 33.33, "trafficShare": 33.33},
+        ],
+        "upgrade": {"generation": "bbbbb", "strategy": "Incremental", "startedAt": "2024-05-01T10:00:00Z",
+                    "step": "Starting pod demo-bbbbb-worker-cpu-0 of the new generation (1/3)",
+                    "appliedConfigHash": "h1", "appliedHeadUid": "u1", "appliedApps": "a1"},
+    }
+    status = ServeClusterStatus.model_validate(wire)
+    assert status.active_generation == "aaaaa"
+    assert [(g.name, g.role, g.serving_pods) for g in status.generations] == [("aaaaa", "Active", 2),
+                                                                             ("bbbbb", "Pending", 1)]
+    assert status.upgrade is not None and status.upgrade.applied_head_uid == "u1"
+    assert status.to_wire() == wire
+    assert "upgrade" not in ServeClusterStatus().to_wire() and "activeGeneration" not in ServeClusterStatus().to_wire()
 
 
 def test_deployment_spec_wire_names():

@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from serveplane.operator.api.kinds import APPS, CLUSTERS, DEPLOYMENTS, PODS
+from serveplane.operator.api.cluster import ServeClusterSpec
+from serveplane.operator.api.kinds import APPS, CLUSTERS, DEPLOYMENTS, PODS, SERVICES
 from serveplane.operator.cache import ORPHANS, Store
-from serveplane.operator.manifests import common
+from serveplane.operator.manifests import common, network, pods
 
 
 def bumped(obj: dict[str, Any], **status: Any) -> dict[str, Any]:
@@ -115,6 +116,33 @@ def test_owned_objects_are_found_by_the_cluster_label(k8s: Any) -> None:
     store.put(PODS, pod(k8s, "demo-head"))
     store.put(PODS, pod(k8s, "other-head", cluster="other"))
     assert [p["metadata"]["name"] for p in store.owned(PODS, k8s.namespace, "demo")] == ["demo-head"]
+
+
+def test_every_generations_pods_and_head_services_belong_to_their_cluster(k8s: Any) -> None:
+    """During an upgrade two generations run side by side: the store hands the cluster loop both, and their
+    changes wake it."""
+    store = Store()
+    spec = ServeClusterSpec.model_validate({"workerGroups": [{"name": "cpu"}]})
+    built = [
+        k8s.observed(p)
+        for gen in ("aaaaa", "bbbbb")
+        for p in pods.ray_pods(cluster="demo", namespace=k8s.namespace, uid="u", spec=spec, image="i", generation=gen)
+    ]
+    services = [
+        network.head_service(cluster="demo", namespace=k8s.namespace, uid="u", generation="aaaaa"),
+        network.generation_head_service(cluster="demo", namespace=k8s.namespace, uid="u", generation="bbbbb"),
+    ]
+    for p in built:
+        assert store.put(PODS, p) == {(k8s.namespace, "demo")}
+    for svc in services:
+        assert store.put(SERVICES, svc) == {(k8s.namespace, "demo")}
+    assert sorted(p["metadata"]["name"] for p in store.owned(PODS, k8s.namespace, "demo")) == [
+        "demo-aaaaa-head", "demo-aaaaa-worker-cpu-0", "demo-bbbbb-head", "demo-bbbbb-worker-cpu-0",
+    ]
+    assert sorted(s["metadata"]["name"] for s in store.owned(SERVICES, k8s.namespace, "demo")) == [
+        "demo-bbbbb-head", "demo-head",
+    ]
+    assert store.remove(PODS, built[0]) == {(k8s.namespace, "demo")}
 
 
 def test_the_last_version_of_a_deleted_resource_never_brings_it_back(k8s: Any) -> None:

@@ -217,7 +217,7 @@ def test_scale_subresource_of_servedeployment_points_at_num_replicas():
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
-        ("ServeCluster", {"Status", "Ready", "Nodes", "Desired", "Proxies", "Head", "Age"}),
+        ("ServeCluster", {"Status", "Ready", "Nodes", "Desired", "Proxies", "Generation", "Upgrade", "Head", "Age"}),
         ("ServeApplication", {"Status", "Ready", "Cluster", "Route", "Serve", "URL", "Age"}),
         ("ServeDeployment", {"Status", "Ready", "Application", "Replicas", "Desired", "Serve", "Age"}),
     ],
@@ -231,9 +231,11 @@ def test_printer_columns(kind, expected):
         assert column["type"] in ("string", "integer", "date", "number", "boolean")
         path = column["jsonPath"]
         if path.startswith(".spec.") or path.startswith(".status."):
-            top, field = path[1:].split(".")[:2]
-            field = field.split("[")[0]
-            assert field in props[top]["properties"], f"{kind} column {column['name']} reads unknown {path}"
+            # Every step up to a list filter is a property (.status.upgrade.step: upgrade, then its step).
+            node: dict[str, Any] = {"properties": props}
+            for field in path.split("[")[0][1:].split("."):
+                assert field in (node.get("properties") or {}), f"{kind} column {column['name']} reads unknown {path}"
+                node = node["properties"][field]
     ready = next(c for c in columns if c["name"] == "Ready")
     assert ready["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     assert columns[-1] == {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
@@ -304,3 +306,21 @@ def test_bounds_and_patterns_reach_the_schema():
     assert serve["proxyLocation"]["enum"] == ["EveryNode", "HeadOnly"]
     assert serve["proxyLocation"]["type"] == "string"
     assert serve["httpPort"]["default"] == 8000
+
+
+def test_servecluster_columns_show_the_active_generation_and_the_upgrade_step():
+    (version,) = BY_KIND["ServeCluster"]["spec"]["versions"]
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    assert columns["Generation"]["jsonPath"] == ".status.activeGeneration"
+    assert columns["Upgrade"]["jsonPath"] == ".status.upgrade.step"
+    assert "priority" not in columns["Generation"] and "priority" not in columns["Upgrade"], "shown by default"
+
+
+def test_the_upgrade_strategy_schema_carries_its_choices_defaults_and_bounds():
+    strategy = root_schema("ServeCluster")["properties"]["spec"]["properties"]["upgradeStrategy"]["properties"]
+    assert strategy["type"]["enum"] == ["Incremental", "BlueGreen", "Recreate"]
+    assert strategy["type"]["default"] == "Incremental"
+    assert (strategy["maxSurgePods"]["default"], strategy["maxSurgePods"]["minimum"]) == (1, 1)
+    assert (strategy["timeoutSeconds"]["default"], strategy["timeoutSeconds"]["minimum"]) == (600, 1)
+    delay = strategy["oldGenerationDelaySeconds"]
+    assert (delay["default"], delay["minimum"]) == (30, 0)

@@ -223,10 +223,52 @@ async def test_an_auth_refusal_is_unauthorized_and_not_retried(dashboard: FakeDa
 
 async def test_the_pool_replaces_a_client_when_the_token_or_the_head_changes() -> None:
     pool = DashboardPool(timeout_s=1.0)
-    first = await pool.for_head("ns", "demo", "10.0.0.1", "token-a")
-    assert await pool.for_head("ns", "demo", "10.0.0.1", "token-a") is first
-    rotated = await pool.for_head("ns", "demo", "10.0.0.1", "token-b")
+    first = await pool.for_head("ns", "demo", "aaaaa", "10.0.0.1", "token-a")
+    assert await pool.for_head("ns", "demo", "aaaaa", "10.0.0.1", "token-a") is first
+    assert first.base_url == "http://10.0.0.1:8265"
+    rotated = await pool.for_head("ns", "demo", "aaaaa", "10.0.0.1", "token-b")
     assert rotated is not first
-    assert await pool.for_head("ns", "demo", "10.0.0.2", "token-b") is not rotated
-    assert "token-" not in repr(pool) + repr(rotated)
+    await assert_closed(first)
+    moved = await pool.for_head("ns", "demo", "aaaaa", "10.0.0.2", "token-b")
+    assert moved is not rotated and moved.base_url == "http://10.0.0.2:8265"
+    await assert_closed(rotated)
+    assert "token-" not in repr(pool) + repr(moved)
     await pool.close()
+    await assert_closed(moved)
+
+
+async def assert_closed(client: DashboardClient) -> None:
+    """A closed client refuses a request before it sends one."""
+    with pytest.raises(RuntimeError, match="closed"):
+        await client.get_version()
+
+
+async def test_the_pool_keeps_one_client_per_generation() -> None:
+    """During an upgrade the active and the pending head are asked side by side: neither replaces the other."""
+    pool = DashboardPool(timeout_s=1.0)
+    old = await pool.for_head("ns", "demo", "aaaaa", "10.0.0.1", "t")
+    new = await pool.for_head("ns", "demo", "bbbbb", "10.0.0.2", "t")
+    other_cluster = await pool.for_head("ns", "other", "aaaaa", "10.0.0.3", "t")
+    assert len({id(old), id(new), id(other_cluster)}) == 3
+    assert await pool.for_head("ns", "demo", "aaaaa", "10.0.0.1", "t") is old
+    assert await pool.for_head("ns", "demo", "bbbbb", "10.0.0.2", "t") is new
+    await pool.close()
+
+
+async def test_forget_closes_the_clusters_clients_but_those_kept() -> None:
+    pool = DashboardPool(timeout_s=1.0)
+    old = await pool.for_head("ns", "demo", "aaaaa", "10.0.0.1", "t")
+    new = await pool.for_head("ns", "demo", "bbbbb", "10.0.0.2", "t")
+    elsewhere = await pool.for_head("ns2", "demo", "aaaaa", "10.0.0.3", "t")
+    await pool.forget("ns", "demo", keep={"bbbbb"})
+    await assert_closed(old)
+    assert await pool.for_head("ns", "demo", "bbbbb", "10.0.0.2", "t") is new, "a kept generation's client stays"
+    assert await pool.for_head("ns2", "demo", "aaaaa", "10.0.0.3", "t") is elsewhere, "another namespace's stays"
+    reborn = await pool.for_head("ns", "demo", "aaaaa", "10.0.0.1", "t")
+    assert reborn is not old
+    await pool.forget("ns", "demo")
+    await assert_closed(new)
+    await assert_closed(reborn)
+    assert await pool.for_head("ns2", "demo", "aaaaa", "10.0.0.3", "t") is elsewhere
+    await pool.close()
+    await assert_closed(elsewhere)

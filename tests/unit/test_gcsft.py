@@ -21,15 +21,23 @@ FT = {"redisAddress": "redis.infra:6379", "redisPassword": {"secretKeyRef": {"na
 SPEC = {"gcsFaultTolerance": FT, "workerGroups": [{"name": "cpu", "replicas": 1}]}
 
 
+def generation(namespace: str) -> str:
+    """The generation SPEC asks for, in the cluster `demo` of UID c1 under the image `i`."""
+    return pods.generation_name(
+        cluster="demo", namespace=namespace, uid="c1", spec=ServeClusterSpec.model_validate(SPEC), image="i"
+    )
+
+
+def ray_pods(namespace: str, spec: dict[str, Any] = SPEC, gen: str | None = None) -> list[dict[str, Any]]:
+    return pods.ray_pods(cluster="demo", namespace=namespace, uid="c1", spec=ServeClusterSpec.model_validate(spec),
+                         image="i", generation=generation(namespace) if gen is None else gen)
+
+
 def head(k8s: Any, *, uid: str, ready_for_s: float | None) -> dict[str, Any]:
-    spec = ServeClusterSpec.model_validate(SPEC)
-    pod = k8s.observed(pods.head_pod(cluster="demo", namespace=k8s.namespace, uid="c1", spec=spec, image="i"), uid=uid)
-    cond = pod["status"]["conditions"][0]
     if ready_for_s is None:
-        cond["status"] = "False"
-    else:
-        cond["lastTransitionTime"] = (NOW - timedelta(seconds=ready_for_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return pod
+        return k8s.observed(ray_pods(k8s.namespace)[0], uid=uid, ready=False)
+    since = (NOW - timedelta(seconds=ready_for_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return k8s.observed(ray_pods(k8s.namespace)[0], uid=uid, ready_since=since)
 
 
 APPLIED = {"appliedConfigHash": "h1", "appliedHeadUid": "old-head"}
@@ -97,11 +105,15 @@ def cleanup_pod(k8s: Any, phase: str) -> dict[str, Any]:
 
 def test_a_deleted_cluster_loses_its_ray_pods_first_then_its_redis_state(k8s: Any) -> None:
     cluster = deleting(k8s)
-    spec = ServeClusterSpec.model_validate(SPEC)
-    ray = k8s.observed(pods.head_pod(cluster="demo", namespace=k8s.namespace, uid="c1", spec=spec, image="i"))
+    ray = k8s.observed(ray_pods(k8s.namespace)[0])
     steps = gcsft.redis_cleanup(cluster, (ray,), "img")
     assert [type(a).__name__ for a in steps] == ["DeletePod"], "no clean-up while a head may still write"
     assert gcsft.redis_cleanup(cluster, (k8s.observed(ray, deleting=True),), "img") == []
+    # Every generation's pods go first (an upgrade under way has two heads writing to Redis).
+    two = (ray, k8s.observed(ray_pods(k8s.namespace, gen="bbbbb")[0]))
+    assert sorted(a.name for a in gcsft.redis_cleanup(cluster, two, "img") if isinstance(a, DeletePod)) == sorted(
+        p["metadata"]["name"] for p in two
+    )
 
     create = gcsft.redis_cleanup(cluster, (), "img")
     assert len(create) == 1 and isinstance(create[0], CreatePod)
@@ -128,21 +140,19 @@ def test_a_deleted_cluster_without_the_finalizer_or_a_usable_spec_cleans_nothing
 
 def test_the_planner_adopts_a_recovered_head_instead_of_resubmitting(k8s: Any) -> None:
     """A round over a whole snapshot: the new head's Serve already runs hello, so no Submit, one AdoptHead."""
-    spec = ServeClusterSpec.model_validate(SPEC)
     cluster = k8s.cluster("demo", SPEC, uid="c1", finalizers=[gcsft.REDIS_FINALIZER])
     snap0 = Snapshot(namespace=k8s.namespace, name="demo", cluster=cluster, apps=(k8s.app("hello"),),
                      token_secret=TokenSecret("demo-ray-token", digest="d"), now=NOW)
     config_hash = planner.plan_round(snap0, image="i").config_hash
     cluster["status"] = {"appliedConfigHash": config_hash, "appliedHeadUid": "old-head"}
     new_head = head(k8s, uid="new-head", ready_for_s=3)
-    worker = k8s.observed(pods.worker_pods(cluster="demo", namespace=k8s.namespace, uid="c1", spec=spec,
-                                           image="i")[0], ip="10.0.0.2")
+    worker = k8s.observed(ray_pods(k8s.namespace)[1], ip="10.0.0.2")
     for pod in (new_head, worker):
         pod["metadata"].setdefault("annotations", {})["serveplane.dev/auth-token-digest"] = "d"
     serve = {"applications": {"hello": {"status": "RUNNING", "deployments": {}}}, "proxies": {}}
     snap = Snapshot(namespace=k8s.namespace, name="demo", cluster=cluster, apps=(k8s.app("hello"),),
-                    pods=(new_head, worker), token_secret=TokenSecret("demo-ray-token", digest="d"), serve=serve,
-                    now=NOW)
+                    pods=(new_head, worker), token_secret=TokenSecret("demo-ray-token", digest="d"),
+                    reports={generation(k8s.namespace): serve}, now=NOW)
     actions = planner.plan_round(snap, image="i").actions
     assert not [a for a in actions if isinstance(a, Submit)]
     assert [a for a in actions if isinstance(a, AdoptHead)] == [AdoptHead("new-head")]
@@ -151,13 +161,46 @@ def test_the_planner_adopts_a_recovered_head_instead_of_resubmitting(k8s: Any) -
 
 def test_only_the_head_gets_redis_and_workers_wait_long_for_it() -> None:
     spec = ServeClusterSpec.model_validate({**SPEC, "gcsFaultTolerance": {**FT, "externalStorageNamespace": "ns1"}})
-    head_env = {e["name"]: e for e in rayenv.gcs_env(spec, head=True, uid="c1")}
-    assert head_env["RAY_external_storage_namespace"]["value"] == "ns1"
+    head_env = {e["name"]: e for e in rayenv.gcs_env(spec, head=True, uid="c1", generation="abcde")}
+    assert head_env["RAY_external_storage_namespace"]["value"] == "ns1-abcde"
     assert set(head_env) == {"RAY_REDIS_ADDRESS", "RAY_external_storage_namespace", rayenv.REDIS_PASSWORD_ENV}
-    assert rayenv.gcs_env(spec, head=False, uid="c1") == [
+    assert rayenv.gcs_env(spec, head=False, uid="c1", generation="abcde") == [
         {"name": "RAY_gcs_rpc_server_reconnect_timeout_s", "value": str(rayenv.WORKER_GCS_RECONNECT_S)}
     ]
-    assert rayenv.gcs_env(ServeClusterSpec.model_validate({}), head=True, uid="c1") == []
+    assert rayenv.gcs_env(ServeClusterSpec.model_validate({}), head=True, uid="c1", generation="abcde") == []
+
+
+@pytest.mark.parametrize(
+    ("ft", "generation", "expected"),
+    [
+        ({}, "abcde", "c1-abcde"),  # the ServeCluster's UID, then the generation
+        ({"externalStorageNamespace": "ns1"}, "abcde", "ns1-abcde"),
+        ({}, "", "c1"),  # the cluster's own namespace: the legacy generation's, and the clean-up's
+        ({"externalStorageNamespace": "ns1"}, "", "ns1"),
+    ],
+)
+def test_the_storage_namespace_is_the_clusters_then_the_generations(
+    ft: dict[str, Any], generation: str, expected: str
+) -> None:
+    spec = ServeClusterSpec.model_validate({"gcsFaultTolerance": {**FT, **ft}})
+    assert spec.gcs_fault_tolerance is not None
+    assert rayenv.storage_namespace(spec.gcs_fault_tolerance, "c1", generation) == expected
+
+
+def storage_namespace_of(pod: dict[str, Any]) -> str | None:
+    (ray,) = [c for c in pod["spec"]["containers"] if c["name"] == "ray"]
+    found = [e["value"] for e in ray["env"] if e["name"] == "RAY_external_storage_namespace"]
+    return found[0] if found else None
+
+
+def test_two_generations_never_share_a_gcs_state(k8s: Any) -> None:
+    """Each generation is its own Ray cluster: its head keeps its GCS under its own namespace; workers have none."""
+    old, new = ray_pods(k8s.namespace, gen="aaaaa"), ray_pods(k8s.namespace, gen="bbbbb")
+    assert storage_namespace_of(old[0]) == "c1-aaaaa"
+    assert storage_namespace_of(new[0]) == "c1-bbbbb"
+    assert storage_namespace_of(old[1]) is None and storage_namespace_of(new[1]) is None
+    wanted = generation(k8s.namespace)
+    assert storage_namespace_of(ray_pods(k8s.namespace)[0]) == f"c1-{wanted}"
 
 
 def test_the_operator_and_the_runtime_agree_on_the_password_variable() -> None:

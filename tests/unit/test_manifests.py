@@ -15,6 +15,8 @@ from serveplane.operator.manifests import common, network, pods, rayresources
 UID = "8b0a3a51-6d0e-4c4e-9a0b-0d1c2e3f4a5b"
 NS = "team-a"
 IMAGE = "registry.example/serveplane-ray:1"
+GEN = "3c4d5"
+"""The generation the pods of these tests belong to."""
 APP_LABELS = (
     "app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
     "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by",
@@ -25,9 +27,14 @@ def spec(**wire: Any) -> ServeClusterSpec:
     return ServeClusterSpec.model_validate(wire)
 
 
-def build_pods(s: ServeClusterSpec, cluster: str = "demo", image: str = IMAGE) -> list[dict[str, Any]]:
-    args = {"cluster": cluster, "namespace": NS, "uid": UID, "spec": s, "image": image}
-    return [pods.head_pod(**args), *pods.worker_pods(**args)]
+def build_pods(
+    s: ServeClusterSpec, cluster: str = "demo", image: str = IMAGE, generation: str = GEN
+) -> list[dict[str, Any]]:
+    return pods.ray_pods(cluster=cluster, namespace=NS, uid=UID, spec=s, image=image, generation=generation)
+
+
+def generation_of(s: ServeClusterSpec, image: str = IMAGE, uid: str = UID) -> str:
+    return pods.generation_name(cluster="demo", namespace=NS, uid=uid, spec=s, image=image)
 
 
 def container(pod: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +87,7 @@ def test_one_head_and_one_pod_per_replica_per_group():
     built = build_pods(spec(workerGroups=[{"name": "cpu", "replicas": 2}, {"name": "gpu", "replicas": 1},
                                           {"name": "idle", "replicas": 0}]))
     assert [p["metadata"]["name"] for p in built] == [
-        "demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1", "demo-worker-gpu-0",
+        "demo-3c4d5-head", "demo-3c4d5-worker-cpu-0", "demo-3c4d5-worker-cpu-1", "demo-3c4d5-worker-gpu-0",
     ]
     assert all(p["apiVersion"] == "v1" and p["kind"] == "Pod" for p in built)
     head, *workers = built
@@ -94,7 +101,7 @@ def test_one_head_and_one_pod_per_replica_per_group():
 
 
 def test_no_worker_groups_means_only_the_head():
-    assert [p["metadata"]["name"] for p in build_pods(spec())] == ["demo-head"]
+    assert [p["metadata"]["name"] for p in build_pods(spec())] == ["demo-3c4d5-head"]
 
 
 def test_pods_carry_no_proxy_label_the_operator_sets_it_from_serves_report():
@@ -115,11 +122,11 @@ def test_container_command_and_args_of_the_head():
     ]
 
 
-def test_container_args_of_a_worker_point_at_the_head_service():
+def test_container_args_of_a_worker_point_at_its_generations_head_service():
     worker = build_pods(spec(workerGroups=[{"name": "cpu", "rayStartParams": {"num-gpus": "0"}}]))[1]
     assert container(worker)["args"] == [
         "worker", "--agent-port=8471", "--http-port=8000", "--metrics-port=8080",
-        f"--address=demo-head.{NS}.svc.cluster.local:6379", "--ray-param=num-gpus=0",
+        f"--address=demo-3c4d5-head.{NS}.svc.cluster.local:6379", "--ray-param=num-gpus=0",
     ]
     assert container(worker)["command"] == ["python", "-m", "serveplane.runtime"]
 
@@ -456,6 +463,97 @@ def test_builders_do_not_share_the_default_security_context():
     assert ray_container(worker)["securityContext"]["capabilities"]["drop"] == ["ALL"]
 
 
+# --- generations ------------------------------------------------------------------------------------------
+
+
+def test_every_pod_carries_its_generation_label():
+    s = spec(workerGroups=[{"name": "cpu", "replicas": 2}, {"name": "gpu"}])
+    for generation in ("aaaaa", "bbbbb"):
+        built = build_pods(s, generation=generation)
+        assert len(built) == 4
+        assert [p["metadata"]["labels"][common.GENERATION_LABEL] for p in built] == [generation] * 4
+
+
+def test_the_generation_label_is_the_operators_not_the_templates():
+    template = {"metadata": {"labels": {common.GENERATION_LABEL: "fake0"}}}
+    for pod in template_pods(template):
+        assert pod["metadata"]["labels"][common.GENERATION_LABEL] == GEN
+
+
+def test_pod_names_carry_the_generation():
+    s = spec(workerGroups=[{"name": "cpu", "replicas": 2}, {"name": "gpu"}])
+    head, *workers = build_pods(s, generation="bbbbb")
+    assert head["metadata"]["name"] == common.head_pod_name("demo", "bbbbb") == "demo-bbbbb-head"
+    assert [w["metadata"]["name"] for w in workers] == [
+        common.worker_pod_name("demo", "bbbbb", "cpu", 0), common.worker_pod_name("demo", "bbbbb", "cpu", 1),
+        common.worker_pod_name("demo", "bbbbb", "gpu", 0),
+    ] == ["demo-bbbbb-worker-cpu-0", "demo-bbbbb-worker-cpu-1", "demo-bbbbb-worker-gpu-0"]
+    other = {p["metadata"]["name"] for p in build_pods(s, generation="aaaaa")}
+    assert not other & {p["metadata"]["name"] for p in [head, *workers]}, "two generations' pods never collide"
+
+
+def test_ray_pods_head_first_is_head_pod():
+    s = spec(workerGroups=[{"name": "cpu"}])
+    head = pods.head_pod(cluster="demo", namespace=NS, uid=UID, spec=s, image=IMAGE, generation=GEN)
+    assert build_pods(s)[0] == head
+    assert common.is_head(head) and not any(common.is_head(p) for p in build_pods(s)[1:])
+
+
+def test_generation_name_is_a_short_stable_hash():
+    s = spec(workerGroups=[{"name": "cpu"}])
+    name = generation_of(s)
+    assert len(name) == 5 and all(c in "0123456789abcdef" for c in name)
+    assert generation_of(spec(workerGroups=[{"name": "cpu"}])) == name
+    # The name is made from the head built without a generation: what the pods are labelled with is no input.
+    head = pods.head_pod(cluster="demo", namespace=NS, uid=UID, spec=s, image=IMAGE, generation="")
+    assert name == pods.pod_spec_hash(head)[:5]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"workerGroups": [{"name": "cpu", "replicas": 5}]}, id="replicas"),
+        pytest.param({"workerGroups": [{"name": "cpu"}, {"name": "gpu"}]}, id="group-added"),
+        pytest.param({"workerGroups": []}, id="groups-removed"),
+        pytest.param({"workerGroups": [{"name": "cpu", "rayStartParams": {"num-cpus": "3"}}]}, id="worker-params"),
+        pytest.param({"workerGroups": [{"name": "cpu", "env": [{"name": "X", "value": "1"}]}]}, id="worker-env"),
+        pytest.param({"workerGroups": [{"name": "cpu", "resources": {"limits": {"cpu": "4"}}}]}, id="worker-resources"),
+        pytest.param({"workerGroups": [{"name": "cpu", "podTemplate": {"spec": {"nodeSelector": {"a": "b"}}}}]},
+                     id="worker-template"),
+        pytest.param({"workerGroups": [{"name": "cpu"}], "service": {"type": "NodePort"},
+                      "ingress": {"enabled": True, "host": "h"}}, id="service-and-ingress"),
+        pytest.param({"workerGroups": [{"name": "cpu"}], "upgradeStrategy": {"type": "BlueGreen"}}, id="strategy"),
+    ],
+)
+def test_generation_name_is_unchanged_by_changes_rolled_in_place(change):
+    assert generation_of(spec(**change)) == generation_of(spec(workerGroups=[{"name": "cpu"}]))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param({"image": "mine:2"}, id="spec-image"),
+        pytest.param({"head": {"rayStartParams": {"num-cpus": "3"}}}, id="head-params"),
+        pytest.param({"head": {"env": [{"name": "X", "value": "1"}]}}, id="head-env"),
+        pytest.param({"head": {"resources": {"limits": {"cpu": "4"}}}}, id="head-resources"),
+        pytest.param({"head": {"podTemplate": {"spec": {"nodeSelector": {"a": "b"}}}}}, id="head-template"),
+        pytest.param({"serve": {"httpPort": 8001}}, id="http-port"),
+        pytest.param({"auth": {"mode": "Disabled"}}, id="auth"),
+        pytest.param({"gcsFaultTolerance": {"redisAddress": "redis:6379"}}, id="gcs-fault-tolerance"),
+    ],
+)
+def test_generation_name_changes_with_what_every_node_runs_alike(change):
+    base = spec(workerGroups=[{"name": "cpu"}])
+    assert generation_of(spec(workerGroups=[{"name": "cpu"}], **change)) != generation_of(base)
+
+
+def test_generation_name_changes_with_the_operators_default_image():
+    s = spec(workerGroups=[{"name": "cpu"}])
+    assert generation_of(s, image="ray:1") != generation_of(s, image="ray:2")
+    pinned = spec(image="mine:1")
+    assert generation_of(pinned, image="ray:1") == generation_of(pinned, image="ray:2"), "the spec's image wins"
+
+
 # --- the pod spec hash ------------------------------------------------------------------------------------
 
 
@@ -508,26 +606,91 @@ def test_service_and_ingress_settings_do_not_replace_pods():
 # --- Services -------------------------------------------------------------------------------------------
 
 
-def test_head_service_is_headless_and_publishes_not_ready_addresses():
-    svc = network.head_service(cluster="demo", namespace=NS, uid=UID)
+def labels_of(pod: dict[str, Any]) -> dict[str, str]:
+    return dict(pod["metadata"]["labels"])
+
+
+def selects(service: dict[str, Any], pod: dict[str, Any]) -> bool:
+    return bool(service["spec"]["selector"].items() <= labels_of(pod).items())
+
+
+def legacy(pod: dict[str, Any]) -> dict[str, Any]:
+    """A pod as made before generations: no generation label."""
+    out = copy.deepcopy(pod)
+    del out["metadata"]["labels"][common.GENERATION_LABEL]
+    return out
+
+
+@pytest.mark.parametrize("which", ["head", "generation"])
+def test_head_services_are_headless_and_publish_not_ready_addresses(which):
+    if which == "head":
+        svc = network.head_service(cluster="demo", namespace=NS, uid=UID, generation=GEN)
+        assert svc["metadata"]["name"] == "demo-head"
+    else:
+        svc = network.generation_head_service(cluster="demo", namespace=NS, uid=UID, generation=GEN)
+        assert svc["metadata"]["name"] == "demo-3c4d5-head" == common.generation_head_service_name("demo", GEN)
     assert (svc["apiVersion"], svc["kind"]) == ("v1", "Service")
-    assert svc["metadata"]["name"] == "demo-head"
     assert_owned(svc, component="head")
     assert svc["spec"]["clusterIP"] == "None"
     assert svc["spec"]["publishNotReadyAddresses"] is True
-    assert svc["spec"]["selector"] == {common.CLUSTER_LABEL: "demo", common.NODE_TYPE_LABEL: "head"}
+    assert svc["spec"]["selector"] == {
+        common.CLUSTER_LABEL: "demo", common.NODE_TYPE_LABEL: "head", common.GENERATION_LABEL: GEN,
+    }
     ports = {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"]}
     assert ports == {"gcs": (6379, 6379), "dashboard": (8265, 8265), "client": (10001, 10001)}
 
 
-def test_head_service_selects_the_head_pod():
-    head = build_pods(spec())[0]
-    selector = network.head_service(cluster="demo", namespace=NS, uid=UID)["spec"]["selector"]
-    assert selector.items() <= head["metadata"]["labels"].items()
+def test_the_head_service_selects_the_active_generations_head_only():
+    s = spec(workerGroups=[{"name": "cpu"}])
+    active_head, active_worker = build_pods(s, generation="aaaaa")
+    pending_head, _ = build_pods(s, generation="bbbbb")
+    svc = network.head_service(cluster="demo", namespace=NS, uid=UID, generation="aaaaa")
+    assert selects(svc, active_head)
+    assert not selects(svc, pending_head), "users reach the active generation's dashboard, not an upgrade's"
+    assert not selects(svc, active_worker)
+    switched = network.head_service(cluster="demo", namespace=NS, uid=UID, generation="bbbbb")
+    assert switched["metadata"]["name"] == "demo-head", "the same Service follows the active generation"
+    assert selects(switched, pending_head) and not selects(switched, active_head)
+    other = build_pods(s, cluster="other", generation="aaaaa")[0]
+    assert not selects(svc, other)
 
 
-def test_head_address_is_the_head_service():
-    assert common.head_address("demo", NS) == f"demo-head.{NS}.svc.cluster.local:6379"
+def test_each_generations_head_service_selects_its_own_head_whatever_is_active():
+    s = spec(workerGroups=[{"name": "cpu"}])
+    old_head, old_worker = build_pods(s, generation="aaaaa")
+    new_head, new_worker = build_pods(s, generation="bbbbb")
+    old = network.generation_head_service(cluster="demo", namespace=NS, uid=UID, generation="aaaaa")
+    new = network.generation_head_service(cluster="demo", namespace=NS, uid=UID, generation="bbbbb")
+    assert old["metadata"]["name"] != new["metadata"]["name"]
+    assert selects(old, old_head) and not selects(old, new_head)
+    assert selects(new, new_head) and not selects(new, old_head)
+    assert not selects(old, old_worker) and not selects(new, new_worker)
+
+
+def test_a_workers_address_is_its_own_generations_head_service():
+    s = spec(workerGroups=[{"name": "cpu"}])
+    for generation in ("aaaaa", "bbbbb"):
+        head, worker = build_pods(s, generation=generation)
+        svc = network.generation_head_service(cluster="demo", namespace=NS, uid=UID, generation=generation)
+        (address,) = [a for a in container(worker)["args"] if a.startswith("--address=")]
+        assert address == f"--address={svc['metadata']['name']}.{NS}.svc.cluster.local:{common.GCS_PORT}"
+        assert address == f"--address={common.head_address('demo', NS, generation)}"
+        assert selects(svc, head)
+        assert not any(a.startswith("--address=") for a in container(head)["args"])
+
+
+def test_head_address_is_the_generations_head_service():
+    assert common.head_address("demo", NS, GEN) == f"demo-3c4d5-head.{NS}.svc.cluster.local:6379"
+    assert common.head_address("demo", NS, "bbbbb") != common.head_address("demo", NS, GEN)
+
+
+def test_the_head_service_of_the_legacy_generation_selects_unlabelled_heads():
+    """Pods made before generations carry no generation label: the head Service must still find their head."""
+    head = legacy(build_pods(spec())[0])
+    svc = network.head_service(cluster="demo", namespace=NS, uid=UID, generation="")
+    assert common.GENERATION_LABEL not in svc["spec"]["selector"]
+    assert selects(svc, head)
+    assert not selects(network.head_service(cluster="demo", namespace=NS, uid=UID, generation=GEN), head)
 
 
 def test_serve_service_selects_healthy_proxies_on_every_node():

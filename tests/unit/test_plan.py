@@ -10,12 +10,18 @@ from serveplane.operator.api.cluster import ServeClusterSpec
 from serveplane.operator.manifests import auth, common, pods
 
 UID = "cluster-uid"
+GEN = "0a1b2"
+"""The generation of the pods these tests build: plan_pods converges one generation's pods in place."""
 
 
-def desired(workers: int = 2, image: str = "ray:1") -> list[dict[str, Any]]:
+def desired(workers: int = 2, image: str = "ray:1", generation: str = GEN) -> list[dict[str, Any]]:
     s = ServeClusterSpec.model_validate({"workerGroups": [{"name": "cpu", "replicas": workers}]} if workers else {})
     args = {"cluster": "demo", "namespace": "ns", "uid": UID, "spec": s, "image": image}
-    return [pods.head_pod(**args), *pods.worker_pods(**args)]
+    return pods.ray_pods(**args, generation=generation)
+
+
+HEAD, W0, W1 = "demo-0a1b2-head", "demo-0a1b2-worker-cpu-0", "demo-0a1b2-worker-cpu-1"
+EVERY_POD = [HEAD, W0, W1]
 
 
 def names(objs: list[dict[str, Any]]) -> list[str]:
@@ -27,7 +33,7 @@ def names(objs: list[dict[str, Any]]) -> list[str]:
 
 def test_creates_every_pod_of_a_new_cluster():
     todo = plan.plan_pods(desired(), [])
-    assert names(todo.create) == ["demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"]
+    assert names(todo.create) == EVERY_POD
     assert todo.delete == {}
 
 
@@ -41,7 +47,7 @@ def test_creates_only_the_missing_pod(k8s):
     want = desired()
     have = [k8s.observed(want[0]), k8s.observed(want[2])]
     todo = plan.plan_pods(want, have)
-    assert names(todo.create) == ["demo-worker-cpu-0"]
+    assert names(todo.create) == ["demo-0a1b2-worker-cpu-0"]
     assert todo.create[0] == want[1]
     assert todo.delete == {}
 
@@ -50,7 +56,7 @@ def test_deletes_pods_no_longer_in_the_spec(k8s):
     have = [k8s.observed(p) for p in desired(workers=3)]
     todo = plan.plan_pods(desired(workers=1), have)
     assert todo.create == []
-    assert set(todo.delete) == {"demo-worker-cpu-1", "demo-worker-cpu-2"}
+    assert set(todo.delete) == {"demo-0a1b2-worker-cpu-1", "demo-0a1b2-worker-cpu-2"}
     assert all("no longer in the spec" in why for why in todo.delete.values())
 
 
@@ -59,8 +65,8 @@ def test_deletes_ended_pods_so_they_are_recreated(k8s, phase):
     want = desired()
     have = [k8s.observed(want[0]), k8s.observed(want[1], phase=phase, ready=False), k8s.observed(want[2])]
     todo = plan.plan_pods(want, have)
-    assert list(todo.delete) == ["demo-worker-cpu-0"]
-    assert phase in todo.delete["demo-worker-cpu-0"]
+    assert list(todo.delete) == ["demo-0a1b2-worker-cpu-0"]
+    assert phase in todo.delete["demo-0a1b2-worker-cpu-0"]
     assert todo.create == []  # recreated on a later round, once the old pod is gone
 
 
@@ -82,14 +88,14 @@ def test_stale_pods_are_replaced_one_at_a_time_workers_first(k8s):
     have = [k8s.observed(p) for p in old]
     todo = plan.plan_pods(new, have)
     assert todo.create == []
-    assert list(todo.delete) == ["demo-worker-cpu-0"]
-    assert "spec changed" in todo.delete["demo-worker-cpu-0"]
+    assert list(todo.delete) == ["demo-0a1b2-worker-cpu-0"]
+    assert "spec changed" in todo.delete["demo-0a1b2-worker-cpu-0"]
 
 
 def test_head_is_replaced_last(k8s):
     old, new = desired(image="ray:1"), desired(image="ray:2")
     have = [k8s.observed(old[0]), k8s.observed(new[1]), k8s.observed(new[2])]
-    assert list(plan.plan_pods(new, have).delete) == ["demo-head"]
+    assert list(plan.plan_pods(new, have).delete) == ["demo-0a1b2-head"]
 
 
 def test_a_replaced_pod_is_recreated_with_the_new_spec(k8s):
@@ -109,7 +115,7 @@ def test_no_replacement_while_any_pod_is_not_ready(k8s):
 def test_no_replacement_while_a_pod_is_missing_or_deleting(k8s):
     old, new = desired(image="ray:1"), desired(image="ray:2")
     missing = plan.plan_pods(new, [k8s.observed(old[0]), k8s.observed(old[1])])
-    assert names(missing.create) == ["demo-worker-cpu-1"] and missing.delete == {}
+    assert names(missing.create) == ["demo-0a1b2-worker-cpu-1"] and missing.delete == {}
     deleting = plan.plan_pods(new, [k8s.observed(old[0]), k8s.observed(old[1]),
                                     k8s.observed(old[2], deleting=True)])
     assert deleting.create == [] and deleting.delete == {}
@@ -119,7 +125,7 @@ def test_no_replacement_while_an_unwanted_pod_is_still_going(k8s):
     old, new = desired(workers=2, image="ray:1"), desired(workers=1, image="ray:2")
     have = [k8s.observed(p) for p in old]
     todo = plan.plan_pods(new, have)
-    assert list(todo.delete) == ["demo-worker-cpu-1"]  # scale down first, no replacement in the same round
+    assert list(todo.delete) == ["demo-0a1b2-worker-cpu-1"]  # scale down first, no replacement in the same round
 
 
 def with_digest(pods_: list[dict[str, Any]], digest: str | None) -> list[dict[str, Any]]:
@@ -136,19 +142,19 @@ ROTATE = "the Ray auth token changed"
 TOKEN_CASES = {
     "same token: nothing": ("d1", "d1", ["ready"] * 3, [], []),
     "new token: every pod at once, not one at a time": (
-        "d1", "d2", ["ready"] * 3, ["demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"], []),
+        "d1", "d2", ["ready"] * 3, EVERY_POD, []),
     "new token while pods are not ready: still every pod": (
-        "d1", "d2", ["ready", "unready", "unready"], ["demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"], []),
+        "d1", "d2", ["ready", "unready", "unready"], EVERY_POD, []),
     "auth switched on (old pods carry no digest)": (
-        None, "d2", ["ready"] * 3, ["demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"], []),
+        None, "d2", ["ready"] * 3, EVERY_POD, []),
     "auth switched off": (
-        "d1", None, ["ready"] * 3, ["demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"], []),
+        "d1", None, ["ready"] * 3, EVERY_POD, []),
     "old-token pods terminating: no new pod yet, even where a name is free": (
         "d1", "d2", ["deleting", "deleting", "gone"], [], []),
     "old pods gone: the missing ones are created with the new token": (
-        "d1", "d2", ["gone", "gone", "gone"], [], ["demo-head", "demo-worker-cpu-0", "demo-worker-cpu-1"]),
+        "d1", "d2", ["gone", "gone", "gone"], [], EVERY_POD),
     "new-token pods partly back: the rest are created": (
-        "d2", "d2", ["ready", "gone", "gone"], [], ["demo-worker-cpu-0", "demo-worker-cpu-1"]),
+        "d2", "d2", ["ready", "gone", "gone"], [], ["demo-0a1b2-worker-cpu-0", "demo-0a1b2-worker-cpu-1"]),
 }
 
 
@@ -170,7 +176,58 @@ def test_a_token_change_replaces_every_ray_pod_at_once(k8s, case):
 def test_pod_without_hash_annotation_counts_as_stale(k8s):
     want = desired(workers=0)
     have = [k8s.observed(want[0], annotations={})]
-    assert list(plan.plan_pods(want, have).delete) == ["demo-head"]
+    assert list(plan.plan_pods(want, have).delete) == ["demo-0a1b2-head"]
+
+
+# --- generations ---------------------------------------------------------------------------------------------
+
+
+def test_generation_of_a_pod_is_its_label_and_legacy_pods_have_none(k8s):
+    head = k8s.observed(desired(workers=0)[0])
+    assert plan.generation_of(head) == GEN
+    del head["metadata"]["labels"][common.GENERATION_LABEL]
+    assert plan.generation_of(head) == ""
+    assert plan.generation_of({"metadata": {"name": "bare"}}) == ""
+
+
+def test_is_head_by_the_node_type_label(k8s):
+    head, worker = desired(workers=1)
+    assert common.is_head(head) and not common.is_head(worker)
+    assert not common.is_head({"metadata": {"name": "demo-head"}}), "the name alone makes no head"
+
+
+def test_live_head_is_the_generations_head_by_its_labels(k8s):
+    old = [k8s.observed(p) for p in desired(workers=1, generation="aaaaa")]
+    new = [k8s.observed(p) for p in desired(workers=1, generation="bbbbb")]
+    everything = [old[1], new[1], *old[:1], *new[:1]]  # workers first: a worker is never taken for the head
+    assert plan.live_head(everything, "aaaaa") is old[0]
+    assert plan.live_head(everything, "bbbbb") is new[0]
+    assert plan.live_head(everything, "ccccc") is None
+    assert plan.live_head([old[1], new[1]], "aaaaa") is None, "workers only: no head"
+
+
+def test_live_head_skips_a_terminating_head(k8s):
+    going = k8s.observed(desired(workers=0)[0], deleting=True)
+    assert plan.live_head([going], GEN) is None
+
+
+def test_live_head_of_the_legacy_generation_is_the_unlabelled_head(k8s):
+    legacy = k8s.observed(desired(workers=0)[0])
+    del legacy["metadata"]["labels"][common.GENERATION_LABEL]
+    labelled = k8s.observed(desired(workers=0)[0])
+    assert plan.live_head([labelled, legacy], "") is legacy
+    assert plan.live_head([legacy], GEN) is None
+
+
+def test_withdrawn_removes_the_proxy_labels_only_where_there_are_some(k8s):
+    want = desired()
+    observed = [
+        k8s.observed(want[0], labels=serving("actor-0")),
+        k8s.observed(want[1], labels={common.PROXY_LABEL: common.PROXY_HEALTHY}),
+        k8s.observed(want[2]),
+    ]
+    assert plan.withdrawn(observed) == {"demo-0a1b2-head": UNLABELLED, "demo-0a1b2-worker-cpu-0": UNLABELLED}
+    assert plan.withdrawn([]) == {}
 
 
 @pytest.mark.parametrize(
@@ -269,7 +326,7 @@ def test_labels_pods_whose_proxy_is_healthy_and_unlabels_the_others(k8s):
         k8s.observed(want[2], ip="10.0.0.3", labels=serving("actor-2")),  # labelled and healthy: unchanged
     ]
     serve = serve_report(("10.0.0.1", "HEALTHY"), ("10.0.0.2", "UNHEALTHY"), ("10.0.0.3", "HEALTHY"))
-    assert plan.proxy_labels(observed, serve) == {"demo-head": serving("actor-0"), "demo-worker-cpu-0": UNLABELLED}
+    assert plan.proxy_labels(observed, serve) == {HEAD: serving("actor-0"), W0: UNLABELLED}
 
 
 def test_draining_or_missing_proxies_lose_the_label(k8s):
@@ -278,7 +335,7 @@ def test_draining_or_missing_proxies_lose_the_label(k8s):
                 k8s.observed(want[1], ip="10.0.0.2", labels=serving("actor-9")),
                 k8s.observed(want[2], ip=None)]
     serve = serve_report(("10.0.0.1", "DRAINING"))
-    assert plan.proxy_labels(observed, serve) == {"demo-head": UNLABELLED, "demo-worker-cpu-0": UNLABELLED}
+    assert plan.proxy_labels(observed, serve) == {"demo-0a1b2-head": UNLABELLED, "demo-0a1b2-worker-cpu-0": UNLABELLED}
 
 
 def test_no_changes_when_labels_are_right(k8s):
@@ -300,7 +357,7 @@ def test_a_pod_that_is_not_ready_loses_its_labels_report_or_not(k8s, report):
     observed = [k8s.observed(want[0], ip="10.0.0.1", ready=False, labels=serving("actor-0")),
                 k8s.observed(want[1], ip="10.0.0.2", labels=serving("actor-1"))]
     serve = serve_report(("10.0.0.1", "HEALTHY"), ("10.0.0.2", "HEALTHY")) if report else None
-    assert plan.proxy_labels(observed, serve) == {"demo-head": UNLABELLED}
+    assert plan.proxy_labels(observed, serve) == {"demo-0a1b2-head": UNLABELLED}
 
 
 def test_a_report_without_proxies_changes_no_label(k8s):
@@ -309,7 +366,7 @@ def test_a_report_without_proxies_changes_no_label(k8s):
     want = desired(workers=1)
     observed = [k8s.observed(p, ip=f"10.0.0.{i}", labels=serving(f"actor-{i - 1}")) for i, p in enumerate(want, 1)]
     assert plan.proxy_labels(observed, {"controller_info": {}, "proxies": {}, "applications": {}}) == {}
-    assert plan.proxy_labels(observed, serve_report(("10.0.0.1", "HEALTHY"))) == {"demo-worker-cpu-0": UNLABELLED}
+    assert plan.proxy_labels(observed, serve_report(("10.0.0.1", "HEALTHY"))) == {"demo-0a1b2-worker-cpu-0": UNLABELLED}
 
 
 @pytest.mark.parametrize(
@@ -318,14 +375,14 @@ def test_a_report_without_proxies_changes_no_label(k8s):
         # A restarted controller re-discovers the proxy that served all along: it keeps serving.
         (serving("actor-0"), "STARTING", "actor-0", {}),
         # A new proxy actor (the node's Ray restarted): out of the serve Service until HEALTHY.
-        (serving("actor-0"), "STARTING", "actor-7", {"demo-head": UNLABELLED}),
+        (serving("actor-0"), "STARTING", "actor-7", {"demo-0a1b2-head": UNLABELLED}),
         (None, "STARTING", "actor-0", {}),
-        (None, "HEALTHY", "actor-0", {"demo-head": serving("actor-0")}),
+        (None, "HEALTHY", "actor-0", {"demo-0a1b2-head": serving("actor-0")}),
         (serving("actor-0"), "HEALTHY", "actor-0", {}),
-        (serving("actor-0"), "HEALTHY", "actor-7", {"demo-head": serving("actor-7")}),
-        (serving("actor-0"), "UNHEALTHY", "actor-0", {"demo-head": UNLABELLED}),
-        (serving("actor-0"), "DRAINING", "actor-0", {"demo-head": UNLABELLED}),
-        (serving("actor-0"), "DRAINED", "actor-0", {"demo-head": UNLABELLED}),
+        (serving("actor-0"), "HEALTHY", "actor-7", {"demo-0a1b2-head": serving("actor-7")}),
+        (serving("actor-0"), "UNHEALTHY", "actor-0", {"demo-0a1b2-head": UNLABELLED}),
+        (serving("actor-0"), "DRAINING", "actor-0", {"demo-0a1b2-head": UNLABELLED}),
+        (serving("actor-0"), "DRAINED", "actor-0", {"demo-0a1b2-head": UNLABELLED}),
     ],
 )
 def test_the_proxy_label_follows_the_reported_state_and_actor(k8s, labels, state, actor, expected):

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from serveplane.operator import cli
-from serveplane.operator.manifests import common
+from serveplane.operator.api.cluster import ServeClusterSpec
+from serveplane.operator.manifests import common, pods
 from serveplane.operator.render import PLACEHOLDER_UID, render
 
 with warnings.catch_warnings():
@@ -32,6 +33,23 @@ def load(*paths: Path) -> list[dict[str, Any]]:
 
 def example_docs() -> list[dict[str, Any]]:
     return load(*DEMO_EXAMPLES)
+
+
+def generation(doc: dict[str, Any], image: str = IMAGE) -> str:
+    """The generation a ServeCluster document asks for, as the operator names it on a cluster of the placeholder
+    UID in `default`."""
+    meta = doc["metadata"]
+    name = pods.generation_name(
+        cluster=meta["name"], namespace=meta.get("namespace", "default"), uid=PLACEHOLDER_UID,
+        spec=ServeClusterSpec.model_validate(doc.get("spec") or {}), image=image,
+    )
+    assert len(name) == 5 and all(c in "0123456789abcdef" for c in name)
+    return name
+
+
+def demo_generation() -> str:
+    (cluster,) = [d for d in example_docs() if d["kind"] == "ServeCluster"]
+    return generation(cluster)
 
 
 def sections_by_title(sections: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -60,15 +78,33 @@ def test_examples_exist():
 
 def test_objects_are_pods_services_and_an_ingress(rendered):
     objs = rendered["Kubernetes objects"]
+    gen = demo_generation()
     assert [(o["kind"], o["metadata"]["name"]) for o in objs] == [
-        ("Pod", "demo-head"), ("Pod", "demo-worker-cpu-0"), ("Pod", "demo-worker-cpu-1"),
-        ("Service", "demo-head"), ("Service", "demo-serve"), ("Ingress", "demo-serve"),
-        ("NetworkPolicy", "demo-ray"), ("Secret", "demo-ray-token"),
+        ("Pod", f"demo-{gen}-head"), ("Pod", f"demo-{gen}-worker-cpu-0"), ("Pod", f"demo-{gen}-worker-cpu-1"),
+        ("Service", "demo-head"), ("Service", f"demo-{gen}-head"), ("Service", "demo-serve"),
+        ("Ingress", "demo-serve"), ("NetworkPolicy", "demo-ray"), ("Secret", "demo-ray-token"),
     ]
     for obj in objs:
         assert obj["metadata"]["namespace"] == "default"
         assert obj["metadata"]["labels"][common.CLUSTER_LABEL] == "demo"
         assert obj["metadata"]["ownerReferences"][0]["uid"] == PLACEHOLDER_UID
+
+
+def test_pods_are_one_generation_and_both_head_services_select_its_head(rendered):
+    objs = rendered["Kubernetes objects"]
+    gen = demo_generation()
+    ray = [o for o in objs if o["kind"] == "Pod"]
+    assert {p["metadata"]["labels"][common.GENERATION_LABEL] for p in ray} == {gen}
+    services = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Service"}
+    head, *workers = ray
+    for name in ("demo-head", f"demo-{gen}-head"):
+        selector = services[name]["spec"]["selector"]
+        assert selector[common.GENERATION_LABEL] == gen
+        assert selector.items() <= head["metadata"]["labels"].items(), name
+        assert not any(selector.items() <= w["metadata"]["labels"].items() for w in workers), name
+    for worker in workers:
+        address = f"--address=demo-{gen}-head.default.svc.cluster.local:{common.GCS_PORT}"
+        assert address in worker["spec"]["containers"][0]["args"]
 
 
 def test_pods_use_the_image_of_the_example(rendered):
@@ -122,7 +158,8 @@ def test_default_image_is_used_when_the_cluster_names_none():
              "spec": {}}]
     objs = sections_by_title(render(docs, IMAGE))["Kubernetes objects"]
     assert objs[0]["spec"]["containers"][0]["image"] == IMAGE
-    assert [o["kind"] for o in objs] == ["Pod", "Service", "Service", "NetworkPolicy", "Secret"]  # no Ingress
+    # Two head Services (the cluster's and the generation's), the serve Service, and no Ingress.
+    assert [o["kind"] for o in objs] == ["Pod", "Service", "Service", "Service", "NetworkPolicy", "Secret"]
 
 
 def test_no_token_is_rendered_only_a_reference_to_the_secret(rendered):
@@ -141,7 +178,7 @@ def test_disabled_auth_and_network_policy_render_neither():
     spec = {"auth": {"mode": "Disabled"}, "networkPolicy": {"enabled": False}}
     docs = [{"apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeCluster", "metadata": {"name": "c"}, "spec": spec}]
     objs = sections_by_title(render(docs, IMAGE))["Kubernetes objects"]
-    assert [o["kind"] for o in objs] == ["Pod", "Service", "Service"]
+    assert [o["kind"] for o in objs] == ["Pod", "Service", "Service", "Service"]
     assert not [e for e in objs[0]["spec"]["containers"][0]["env"] if e["name"].startswith("RAY_AUTH_")]
 
 
@@ -176,7 +213,7 @@ def test_cli_render_prints_yaml_that_reads_back(capsys, monkeypatch):
     assert "&id" not in out and "*id" not in out, "YAML anchors/aliases in kubectl-bound output"
     docs = [d for d in yaml.safe_load_all(out) if d]
     kinds = [d.get("kind") for d in docs if isinstance(d, dict)]
-    assert kinds.count("Pod") == 3 and kinds.count("Service") == 2 and kinds.count("Ingress") == 1
+    assert kinds.count("Pod") == 3 and kinds.count("Service") == 3 and kinds.count("Ingress") == 1
     configs = [d for d in docs if isinstance(d, dict) and "applications" in d and "proxy_location" in d]
     assert [sorted(a["name"] for a in c["applications"]) for c in configs] == [["composed", "hello"]]
 
@@ -202,14 +239,21 @@ def test_cli_crds_writes_what_crd_files_generates(tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def gpu_pods() -> dict[str, dict[str, Any]]:
-    """The pods `serveplane render examples/gpu-cluster.yaml` prints, by name."""
+def rendered_gpu_pods() -> list[dict[str, Any]]:
+    """The pods `serveplane render examples/gpu-cluster.yaml` prints."""
     out = io.StringIO()
     with pytest.raises(SystemExit) as done, contextlib.redirect_stdout(out):
         cli.main(["render", str(GPU_EXAMPLE)])
     assert done.value.code == 0
     docs = [d for d in yaml.safe_load_all(out.getvalue()) if isinstance(d, dict)]
-    return {d["metadata"]["name"]: d for d in docs if d.get("kind") == "Pod"}
+    return [d for d in docs if d.get("kind") == "Pod"]
+
+
+@pytest.fixture(scope="module")
+def gpu_pods(rendered_gpu_pods: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The same pods by their name without the generation (`gpu-head`, `gpu-worker-gpu-0`)."""
+    gen = rendered_gpu_pods[0]["metadata"]["labels"][common.GENERATION_LABEL]
+    return {d["metadata"]["name"].replace(f"gpu-{gen}-", "gpu-", 1): d for d in rendered_gpu_pods}
 
 
 def _ray(pod: dict[str, Any]) -> dict[str, Any]:
@@ -222,8 +266,13 @@ def test_gpu_example_is_a_cluster_of_its_own():
     assert GPU_EXAMPLE not in DEMO_EXAMPLES
 
 
-def test_gpu_example_pods(gpu_pods):
-    assert sorted(gpu_pods) == ["gpu-head", "gpu-worker-cpu-0", "gpu-worker-cpu-1", "gpu-worker-gpu-0"]
+def test_gpu_example_pods(rendered_gpu_pods):
+    (cluster,) = load(GPU_EXAMPLE)
+    gen = generation(cluster)  # its spec names its image: the default is no input
+    assert {p["metadata"]["labels"][common.GENERATION_LABEL] for p in rendered_gpu_pods} == {gen}
+    assert sorted(p["metadata"]["name"] for p in rendered_gpu_pods) == [
+        f"gpu-{gen}-head", f"gpu-{gen}-worker-cpu-0", f"gpu-{gen}-worker-cpu-1", f"gpu-{gen}-worker-gpu-0",
+    ]
 
 
 def test_gpu_example_head_offers_no_cpu_to_replicas(gpu_pods):

@@ -36,12 +36,14 @@ def test_pod_builder_args_parse() -> None:
         {"head": {"rayStartParams": {"num-cpus": "0"}},
          "workerGroups": [{"name": "g", "replicas": 1, "rayStartParams": {"num-cpus": "2"}}]}
     )
-    head = pods.head_pod(cluster="c", namespace="ns", uid="u", spec=spec, image="img")
-    workers = pods.worker_pods(cluster="c", namespace="ns", uid="u", spec=spec, image="img")
-    for pod in [head, *workers]:
+    built = pods.ray_pods(cluster="c", namespace="ns", uid="u", spec=spec, image="img", generation="abcde")
+    assert len(built) == 2
+    for pod in built:
         container = pod["spec"]["containers"][0]
         assert container["command"] == ["python", "-m", "serveplane.runtime"]
         parsed = cli.parse(container["args"], {})
+        if not parsed.is_head:
+            assert parsed.address == ("c-abcde-head.ns.svc.cluster.local", 6379), "its generation's head Service"
         assert parsed.agent_port == container["readinessProbe"]["httpGet"]["port"]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/livez"

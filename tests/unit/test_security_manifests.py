@@ -60,7 +60,9 @@ def env_of(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_every_ray_pod_references_the_token_secret_under_token_auth(mode: str) -> None:
     s = spec(auth={"mode": mode}, workerGroups=[{"name": "cpu", "replicas": 1}])
     args = {"cluster": "demo", "namespace": "ns", "uid": UID, "spec": s, "image": "ray:1"}
-    for pod in [pods.head_pod(**args), *pods.worker_pods(**args)]:
+    built = pods.ray_pods(**args, generation="abcde")
+    assert len(built) == 2
+    for pod in built:
         env = env_of(pod)
         if mode == "Token":
             assert env["RAY_AUTH_MODE"] == {"name": "RAY_AUTH_MODE", "value": "token"}
@@ -125,9 +127,27 @@ def test_only_the_serve_ports_are_open_to_everyone() -> None:
     open_rules = [r for r in policy["spec"]["ingress"] if "from" not in r]
     assert [p["port"] for r in open_rules for p in r["ports"]] == [8000, 9000]
     # Every port a Ray pod declares is covered for the operator.
-    pod = pods.head_pod(cluster="demo", namespace="ns", uid=UID, spec=spec(), image="ray:1")
+    pod = pods.head_pod(cluster="demo", namespace="ns", uid=UID, spec=spec(), image="ray:1", generation="abcde")
     declared = {p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
     assert declared == {p["port"] for p in RAY_PORTS}
+
+
+def test_the_network_policy_lets_every_generation_reach_the_others() -> None:
+    """During an upgrade two generations run: the policy selects, and lets in, the pods of both (a new worker
+    joins its own head; the operator reaches both heads)."""
+    policy = netpol.network_policy(cluster="demo", namespace="ns", uid=UID, spec=spec(), access=ACCESS)
+    s = spec(workerGroups=[{"name": "cpu"}])
+    both = [
+        pod for gen in ("aaaaa", "bbbbb")
+        for pod in pods.ray_pods(cluster="demo", namespace="ns", uid=UID, spec=s, image="ray:1", generation=gen)
+    ]
+    assert len(both) == 4
+    for pod in both:
+        labels = pod["metadata"]["labels"]
+        assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+        assert OWN_PODS["podSelector"]["matchLabels"].items() <= labels.items()
+    other = pods.head_pod(cluster="other", namespace="ns", uid=UID, spec=s, image="ray:1", generation="aaaaa")
+    assert not policy["spec"]["podSelector"]["matchLabels"].items() <= other["metadata"]["labels"].items()
 
 
 def test_the_default_operator_labels_are_the_charts_selector_labels() -> None:

@@ -133,6 +133,28 @@ def test_head_only_has_the_heads_proxy_alone() -> None:
     assert [p.node_ip for p in details.proxies.values()] == [HEAD]
 
 
+def test_each_generations_head_reports_only_its_own_ray_cluster() -> None:
+    """During an upgrade a ServeCluster runs two Ray clusters: a head's Serve has proxies and replicas only on the
+    nodes of its own generation, and takes its own target_capacity."""
+    old_head, old_worker, new_head, new_worker = "127.0.0.11", "127.0.0.12", "127.0.0.21", "127.0.0.22"
+    pods = PodRegistry()
+    pods.add(PodInfo("ns", "c-aaaaa-head", "u1", "c", "head", old_head, "aaaaa"))
+    pods.add(PodInfo("ns", "c-aaaaa-worker-cpu-0", "u2", "c", "worker", old_worker, "aaaaa"))
+    pods.add(PodInfo("ns", "c-bbbbb-head", "u3", "c", "head", new_head, "bbbbb"))
+    pods.add(PodInfo("ns", "c-bbbbb-worker-cpu-0", "u4", "c", "worker", new_worker, "bbbbb"))
+    sim = ServeSim(pods, deploy_delay_s=0.0, clock=Clock())
+    sim.apply_put(old_head, json.dumps({**composed(replicas=4), "target_capacity": 75.0}))
+    sim.apply_put(new_head, json.dumps({**composed(replicas=4), "target_capacity": 25.0}))
+    for head, worker, capacity in ((old_head, old_worker, 75.0), (new_head, new_worker, 25.0)):
+        details = validated(sim.details(head))
+        assert {p.node_ip for p in details.proxies.values()} == {head, worker}
+        replicas = details.applications["app0"].deployments["Model"].replicas
+        assert {r.node_ip for r in replicas} == {head, worker}
+        assert details.target_capacity == capacity
+    assert [p.name for p in pods.cluster_pods("ns", "c", "bbbbb")] == ["c-bbbbb-head", "c-bbbbb-worker-cpu-0"]
+    assert len(pods.cluster_pods("ns", "c")) == 4, "without a generation: every pod of the ServeCluster"
+
+
 def test_a_body_serve_would_refuse_gets_400_with_pydantics_text() -> None:
     sim = ServeSim(registry())
     status, text = sim.apply_put(HEAD, '{"applications": [{"name": "a", "route_prefix": "/a"}]}')

@@ -52,7 +52,7 @@ def serve_report(apps: dict[str, Any] | None = None, healthy: int = 2) -> dict[s
 def view(serve: dict[str, Any] | None = None, **overrides: Any) -> status.ClusterView:
     args: dict[str, Any] = {
         "name": "demo", "namespace": "team-a", "generation": 2, "desired_nodes": 3, "ready_nodes": 3,
-        "head_pod": "demo-head", "head_ready": True, "serve": serve, "http_port": 8000,
+        "head_pod": "demo-aaaaa-head", "head_ready": True, "serve": serve, "http_port": 8000,
     }
     args.update(overrides)
     return status.ClusterView(**args)
@@ -84,9 +84,10 @@ def test_cluster_serving(k8s):
                              "Degraded": ("False", "AsExpected")}
     assert "3 healthy" in cond(wire, "Ready")["message"]
     assert wire["healthyProxies"] == 3
-    assert (wire["desiredNodes"], wire["readyNodes"], wire["headPod"]) == (3, 3, "demo-head")
+    assert (wire["desiredNodes"], wire["readyNodes"], wire["headPod"]) == (3, 3, "demo-aaaaa-head")
     assert wire["applications"] == ["bye", "hello"]
     assert (wire["appliedConfigHash"], wire["appliedHeadUid"]) == (comp.config_hash, "head-uid")
+    # The head Service, which follows the active generation: not the head pod's generation-named Service.
     assert wire["dashboardUrl"].startswith("http://demo-head.team-a.svc")
     assert wire["dashboardUrl"].endswith(":8265")
 
@@ -468,3 +469,52 @@ def test_a_serve_traceback_shrinks_to_its_error_in_conditions_but_stays_whole_in
 def test_a_long_serve_message_is_capped_in_conditions():
     assert len(status.serve_summary("x" * 5000)) == status.MESSAGE_LIMIT
     assert status.serve_summary("plain message") == "plain message"
+
+
+# --- upgrades ---------------------------------------------------------------------------------------------------
+
+
+def test_wire_time_is_rfc3339_in_utc_seconds():
+    assert status.wire_time(datetime(2024, 5, 1, 10, 0, 7, 123456, tzinfo=UTC)) == "2024-05-01T10:00:07Z"
+    assert status.wire_time(None) is None
+
+
+def serving_conditions(k8s) -> list[dict[str, Any]]:
+    comp = composition([k8s.app("hello")])
+    applied = {"appliedConfigHash": comp.config_hash, "appliedHeadUid": "head-uid"}
+    wire = status.cluster_status(view(serve_report(healthy=3)), comp, applied)
+    assert summary(wire)["Ready"] == ("True", "Serving")
+    return wire["conditions"]
+
+
+def test_an_upgrade_under_way_is_progressing_and_ready_stays_the_active_generations(k8s):
+    before = serving_conditions(k8s)
+    during = status.upgrading(before, "Starting pod demo-bbbbb-head of the new generation (0/3)", None)
+    assert summary({"conditions": during}) == {"Ready": ("True", "Serving"), "Progressing": ("True", "Upgrading"),
+                                               "Degraded": ("False", "AsExpected")}
+    assert cond({"conditions": during}, "Progressing")["message"] == (
+        "Starting pod demo-bbbbb-head of the new generation (0/3)"
+    )
+    assert cond({"conditions": during}, "Ready") == cond({"conditions": before}, "Ready")
+    assert summary({"conditions": before})["Progressing"] == ("False", "Stable"), "the input is not changed"
+
+
+def test_a_failed_upgrade_is_degraded_not_progressing_and_ready_holds(k8s):
+    failure = "application hello failed to deploy on the new generation: " + "x" * 2000
+    failed = status.upgrading(serving_conditions(k8s), "Failed: traffic stays on the active generation", failure)
+    assert summary({"conditions": failed}) == {"Ready": ("True", "Serving"),
+                                               "Progressing": ("False", "UpgradeFailed"),
+                                               "Degraded": ("True", "UpgradeFailed")}
+    degraded = cond({"conditions": failed}, "Degraded")["message"]
+    assert degraded.startswith("application hello failed") and len(degraded) == status.MESSAGE_LIMIT
+    assert cond({"conditions": failed}, "Progressing")["message"] == "Failed: traffic stays on the active generation"
+    ServeClusterStatus.model_validate({"conditions": failed})
+
+
+def test_status_patch_removes_a_finished_upgrade():
+    old = {"activeGeneration": "aaaaa", "upgrade": {"generation": "bbbbb", "strategy": "Incremental",
+                                                    "startedAt": "2024-05-01T10:00:00Z", "step": "x"},
+           "generations": [{"name": "aaaaa", "role": "Active"}, {"name": "bbbbb", "role": "Pending"}]}
+    new = {"activeGeneration": "bbbbb", "upgrade": None, "generations": [{"name": "bbbbb", "role": "Active"}]}
+    assert status_patch(ServeClusterStatus, old, new) == new
+    assert status_patch(ServeClusterStatus, old, {k: v for k, v in new.items() if k != "upgrade"}) == new
