@@ -19,7 +19,8 @@ from . import generations, objects
 from .actions import Action, CreatePod, DeletePod, SetFinalizers
 from .api.cluster import ServeClusterSpec
 from .api.kinds import CLUSTERS
-from .manifests import cleanup
+from .manifests import cleanup, rayenv
+from .manifests import pods as pods_manifests
 from .objects import Obj
 
 REDIS_FINALIZER = "serveplane.dev/redis-cleanup"
@@ -79,9 +80,64 @@ def finalizer(cluster: Obj, spec: ServeClusterSpec) -> list[Action]:
     return []
 
 
+def recorded_namespaces(cluster: Obj) -> set[str]:
+    """The Redis namespaces the cluster's generations may have left state in, as its status records them."""
+    return set(objects.status(cluster).get("redisNamespaces") or [])
+
+
+def namespaces_in_use(spec: ServeClusterSpec, uid: str, generations_live: set[str]) -> set[str]:
+    ft = spec.gcs_fault_tolerance
+    return set() if ft is None else {rayenv.storage_namespace(ft, uid, g) for g in generations_live}
+
+
+def _job(pods: tuple[Obj, ...] | list[Obj]) -> Obj | None:
+    return next((p for p in pods if cleanup.is_cleanup_pod(p)), None)
+
+
+def _succeeded(job: Obj | None) -> bool:
+    return job is not None and (job.get("status") or {}).get("phase") == "Succeeded"
+
+
+def namespaces_record(
+    cluster: Obj, spec: ServeClusterSpec, pods: tuple[Obj, ...], generations_live: set[str]
+) -> list[str]:
+    """The status's record of Redis namespaces: every live generation's, plus retired ones until a clean-up
+    removed their keys. Without fault tolerance, nothing (turning it off forgets where the state was)."""
+    if spec.gcs_fault_tolerance is None:
+        return []
+    job = _job(pods)
+    cleaned = cleanup.cleaned_namespaces(job) if job is not None and _succeeded(job) else set()
+    kept = recorded_namespaces(cluster) | namespaces_in_use(spec, objects.uid(cluster), generations_live)
+    return sorted(kept - cleaned)
+
+
+def retired_cleanup(
+    cluster: Obj, spec: ServeClusterSpec, pods: tuple[Obj, ...], generations_live: set[str], image: str
+) -> list[Action]:
+    """A retired generation's GCS state leaves Redis once its pods are gone: a clean-up pod for every recorded
+    namespace no live generation uses, removed once it succeeded."""
+    ft = spec.gcs_fault_tolerance
+    if ft is None:
+        return []
+    job = _job(pods)
+    if job is not None:
+        if _succeeded(job) and not objects.is_deleting(job):
+            return [DeletePod(objects.name(job), "the Redis clean-up succeeded")]
+        return []
+    stale = recorded_namespaces(cluster) - namespaces_in_use(spec, objects.uid(cluster), generations_live)
+    if not stale:
+        return []
+    pod = cleanup.redis_cleanup_pod(
+        cluster=objects.name(cluster), namespace=objects.namespace(cluster), uid=objects.uid(cluster), ft=ft,
+        image=spec.image or image, namespaces=sorted(stale),
+    )
+    return [CreatePod(pod)]
+
+
 def redis_cleanup(cluster: Obj, pods: tuple[Obj, ...], image: str) -> list[Action]:
     """The next steps of a deleted cluster's Redis clean-up: its Ray pods go first (a live head writes its keys
-    again), then a clean-up pod runs, and once it succeeded the pod goes and the finalizer is released."""
+    again), then a clean-up pod runs for every namespace its generations used, and once it succeeded the pod goes
+    and the finalizer is released."""
     if REDIS_FINALIZER not in _finalizers(cluster):
         return []
     release = _set(cluster, tuple(f for f in _finalizers(cluster) if f != REDIS_FINALIZER))
@@ -96,16 +152,17 @@ def redis_cleanup(cluster: Obj, pods: tuple[Obj, ...], image: str) -> list[Actio
     ft = spec.gcs_fault_tolerance
     if ft is None:
         return [release]
-    job = next((p for p in pods if cleanup.is_cleanup_pod(p)), None)
+    name, namespace, uid = objects.name(cluster), objects.namespace(cluster), objects.uid(cluster)
+    current = pods_manifests.generation_name(cluster=name, namespace=namespace, uid=uid, spec=spec, image=image)
+    wanted = recorded_namespaces(cluster) | namespaces_in_use(spec, uid, {current, ""})
+    job = _job(pods)
     if job is None:
-        name, namespace = objects.name(cluster), objects.namespace(cluster)
         pod = cleanup.redis_cleanup_pod(
-            cluster=name, namespace=namespace, uid=objects.uid(cluster), ft=ft, image=spec.image or image
+            cluster=name, namespace=namespace, uid=uid, ft=ft, image=spec.image or image, namespaces=sorted(wanted)
         )
         return [CreatePod(pod)]
-    if (job.get("status") or {}).get("phase") == "Succeeded":
-        actions: list[Action] = [release]
-        if not objects.is_deleting(job):
-            actions.insert(0, DeletePod(objects.name(job), "the Redis clean-up succeeded"))
-        return actions
-    return []
+    if not _succeeded(job):
+        return []
+    actions: list[Action] = [] if objects.is_deleting(job) else [DeletePod(objects.name(job), "its clean-up is done")]
+    # A retired generation's clean-up may have finished just before: the cluster's own runs next.
+    return actions + [release] if wanted <= cleanup.cleaned_namespaces(job) else actions

@@ -165,6 +165,8 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
     if upgrade.step is not None and not wait_for_token:
         actions += [CreatePod(pod) for pod in upgrade.step.create]
     actions += _retire(snap, spec, stored, roles, ray_pods)
+    live = {plan.generation_of(p) for p in ray_pods} | {roles.active} | ({roles.pending} if roles.pending else set())
+    actions += gcsft.retired_cleanup(cluster, spec, snap.pods, live, image)
     actions += _labels(snap, roles, upgrade, active_pods, serve)
 
     routes = [app["route_prefix"] for app in composition.config["applications"]]
@@ -231,6 +233,7 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
     )
     cluster_wire = status.cluster_status(view, composition, applied)
     cluster_wire.update(_generation_status(snap, spec, stored, upgrade, ray_pods, config_digest))
+    cluster_wire["redisNamespaces"] = gcsft.namespaces_record(cluster, spec, snap.pods, live)
     if upgrade.step is not None and not upgrade.step.promote:
         cluster_wire["conditions"] = status.upgrading(
             cluster_wire["conditions"], upgrade.step.step, upgrade.step.failure

@@ -385,3 +385,8 @@ class ServeClusterStatus(StatusModel):
         default_factory=list, description="Each generation with pods: role, ready and serving pods, capacity."
     )
     upgrade: UpgradeStatus | None = Field(default=None, description="The upgrade under way, if any.")
+    redis_namespaces: list[str] = Field(
+        default_factory=list,
+        description="GCS fault tolerance: the Redis namespaces the cluster's generations keep (or kept) state in; a "
+        "retired generation's is cleaned once its pods are gone, every one when the cluster is deleted.",
+    )

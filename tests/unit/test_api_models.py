@@ -147,6 +147,7 @@ def test_cluster_status_carries_generations_and_the_upgrade_in_camelcase():
         "upgrade": {"generation": "bbbbb", "strategy": "Incremental", "startedAt": "2024-05-01T10:00:00Z",
                     "step": "Starting pod demo-bbbbb-worker-cpu-0 of the new generation (1/3)",
                     "appliedConfigHash": "h1", "appliedHeadUid": "u1", "appliedApps": "a1"},
+        "redisNamespaces": ["c1-aaaaa", "c1-bbbbb"],
     }
     status = ServeClusterStatus.model_validate(wire)
     assert status.active_generation == "aaaaa"

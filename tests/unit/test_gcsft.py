@@ -93,13 +93,16 @@ def test_the_redis_finalizer_follows_fault_tolerance(
 
 
 def deleting(k8s: Any) -> dict[str, Any]:
-    return k8s.cluster("demo", SPEC, deleting=True, finalizers=[gcsft.REDIS_FINALIZER], uid="c1")
+    return k8s.cluster("demo", SPEC, deleting=True, finalizers=[gcsft.REDIS_FINALIZER], uid="c1",
+                       status={"redisNamespaces": ["c1-old"]})
 
 
-def cleanup_pod(k8s: Any, phase: str) -> dict[str, Any]:
+def cleanup_pod(k8s: Any, phase: str, namespaces: list[str]) -> dict[str, Any]:
     ft = ServeClusterSpec.model_validate(SPEC).gcs_fault_tolerance
     assert ft is not None
-    pod = cleanup.redis_cleanup_pod(cluster="demo", namespace=k8s.namespace, uid="c1", ft=ft, image="i")
+    pod = cleanup.redis_cleanup_pod(
+        cluster="demo", namespace=k8s.namespace, uid="c1", ft=ft, image="i", namespaces=namespaces
+    )
     return k8s.observed(pod, phase=phase, ready=False)
 
 
@@ -121,14 +124,44 @@ def test_a_deleted_cluster_loses_its_ray_pods_first_then_its_redis_state(k8s: An
     assert container["command"] == ["python", "-m", "serveplane.runtime", "redis-cleanup"]
     env = {e["name"]: e for e in container["env"]}
     assert env["RAY_REDIS_ADDRESS"]["value"] == "redis.infra:6379"
-    assert env["RAY_external_storage_namespace"]["value"] == "c1", "the namespace defaults to the cluster's UID"
+    # Ray cleans one namespace (`RAY<ns>@*`) at a time: the cluster's UID alone would miss every generation's.
+    current = pods.generation_name(cluster="demo", namespace=k8s.namespace, uid="c1",
+                                   spec=ServeClusterSpec.model_validate(SPEC), image="img")
+    wanted = ["c1", f"c1-{current}", "c1-old"]
+    assert env[cleanup.NAMESPACES_ENV]["value"] == ",".join(wanted)
+    assert cleanup.cleaned_namespaces(create[0].pod) == set(wanted)
     assert env[rayenv.REDIS_PASSWORD_ENV]["valueFrom"]["secretKeyRef"] == {"name": "redis", "key": "password"}
     assert "ownerReferences" not in create[0].pod["metadata"], "a foreground deletion would remove it with the rest"
 
-    assert gcsft.redis_cleanup(cluster, (cleanup_pod(k8s, "Running"),), "img") == []
-    done = gcsft.redis_cleanup(cluster, (cleanup_pod(k8s, "Succeeded"),), "img")
+    assert gcsft.redis_cleanup(cluster, (cleanup_pod(k8s, "Running", wanted),), "img") == []
+    done = gcsft.redis_cleanup(cluster, (cleanup_pod(k8s, "Succeeded", wanted),), "img")
     assert [type(a).__name__ for a in done] == ["DeletePod", "SetFinalizers"]
     assert isinstance(done[1], SetFinalizers) and done[1].finalizers == ()
+    # A retired generation's clean-up that finished just before is not the cluster's: it goes, the finalizer stays.
+    earlier = gcsft.redis_cleanup(cluster, (cleanup_pod(k8s, "Succeeded", ["c1-old"]),), "img")
+    assert [type(a).__name__ for a in earlier] == ["DeletePod"]
+
+
+def test_a_retired_generations_state_is_cleaned_once_its_pods_are_gone(k8s: Any) -> None:
+    spec = ServeClusterSpec.model_validate(SPEC)
+    cluster = k8s.cluster("demo", SPEC, uid="c1", status={"redisNamespaces": ["c1-aaaaa", "c1-bbbbb"]})
+    # Both generations run (an upgrade): nothing to clean, both recorded.
+    assert gcsft.retired_cleanup(cluster, spec, (), {"aaaaa", "bbbbb"}, "img") == []
+    assert gcsft.namespaces_record(cluster, spec, (), {"aaaaa", "bbbbb"}) == ["c1-aaaaa", "c1-bbbbb"]
+    # aaaaa retired and its pods went: its namespace alone is cleaned, and stays recorded until that succeeded.
+    create = gcsft.retired_cleanup(cluster, spec, (), {"bbbbb"}, "img")
+    assert len(create) == 1 and isinstance(create[0], CreatePod)
+    assert cleanup.cleaned_namespaces(create[0].pod) == {"c1-aaaaa"}
+    running = (cleanup_pod(k8s, "Running", ["c1-aaaaa"]),)
+    assert gcsft.retired_cleanup(cluster, spec, running, {"bbbbb"}, "img") == []
+    assert gcsft.namespaces_record(cluster, spec, running, {"bbbbb"}) == ["c1-aaaaa", "c1-bbbbb"]
+    done = (cleanup_pod(k8s, "Succeeded", ["c1-aaaaa"]),)
+    assert [type(a).__name__ for a in gcsft.retired_cleanup(cluster, spec, done, {"bbbbb"}, "img")] == ["DeletePod"]
+    assert gcsft.namespaces_record(cluster, spec, done, {"bbbbb"}) == ["c1-bbbbb"]
+    # Without fault tolerance there is nothing to record or clean.
+    plain = ServeClusterSpec.model_validate({})
+    assert gcsft.namespaces_record(cluster, plain, (), set()) == []
+    assert gcsft.retired_cleanup(cluster, plain, (), set(), "img") == []
 
 
 def test_a_deleted_cluster_without_the_finalizer_or_a_usable_spec_cleans_nothing(k8s: Any) -> None:
@@ -203,24 +236,25 @@ def test_two_generations_never_share_a_gcs_state(k8s: Any) -> None:
     assert storage_namespace_of(ray_pods(k8s.namespace)[0]) == f"c1-{wanted}"
 
 
-def test_the_operator_and_the_runtime_agree_on_the_password_variable() -> None:
+def test_the_operator_and_the_runtime_agree_on_the_password_and_namespaces_variables() -> None:
     assert rayenv.REDIS_PASSWORD_ENV == runtime_args.REDIS_PASSWORD_ENV
+    assert cleanup.NAMESPACES_ENV == redis_cleanup.NAMESPACES_ENV
 
 
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"RAY_REDIS_ADDRESS": "r:6379", "RAY_external_storage_namespace": "u1"}, ("r", 6379, False, "u1", "")),
+        ({"RAY_REDIS_ADDRESS": "r:6379", "RAY_external_storage_namespace": "u1"}, ("r", 6379, False, ("u1",), "")),
         (
-            {"RAY_REDIS_ADDRESS": "rediss://r.x:6380", "RAY_external_storage_namespace": "u1",
-             runtime_args.REDIS_PASSWORD_ENV: "pw"},
-            ("r.x", 6380, True, "u1", "pw"),
+            {"RAY_REDIS_ADDRESS": "rediss://r.x:6380", redis_cleanup.NAMESPACES_ENV: "u1,u1-abcde",
+             "RAY_external_storage_namespace": "ignored", runtime_args.REDIS_PASSWORD_ENV: "pw"},
+            ("r.x", 6380, True, ("u1", "u1-abcde"), "pw"),
         ),
     ],
 )
 def test_the_cleanup_target_comes_from_the_heads_environment(env: dict[str, str], expected: tuple[Any, ...]) -> None:
     got = redis_cleanup.target(env)
-    assert (got.host, got.port, got.use_ssl, got.namespace, got.password) == expected
+    assert (got.host, got.port, got.use_ssl, got.namespaces, got.password) == expected
     assert "pw" not in repr(got)
 
 
