@@ -34,6 +34,7 @@ log = logging.getLogger("standin-kubelet")
 MANAGED_BY = "app.kubernetes.io/managed-by=serveplane"
 CLUSTER_LABEL = "serveplane.dev/cluster"
 NODE_TYPE_LABEL = "serveplane.dev/node-type"
+GENERATION_LABEL = "serveplane.dev/generation"
 STRATEGIC = "application/strategic-merge-patch+json"
 
 
@@ -225,7 +226,7 @@ class StandinKubelet:
         self._ips[uid] = ip
         labels = meta.get("labels") or {}
         info = PodInfo(meta["namespace"], meta["name"], uid, labels.get(CLUSTER_LABEL, ""),
-                       labels.get(NODE_TYPE_LABEL, "worker"), ip)
+                       labels.get(NODE_TYPE_LABEL, "worker"), ip, labels.get(GENERATION_LABEL, ""))
         self.registry.add(info)
         if info.role == "head":
             await self._on_head(ip)
