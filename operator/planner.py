@@ -232,7 +232,7 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
         http_port=spec.serve.http_port,
     )
     cluster_wire = status.cluster_status(view, composition, applied)
-    cluster_wire.update(_generation_status(snap, spec, stored, upgrade, ray_pods, config_digest))
+    cluster_wire.update(_generation_status(snap, spec, stored, upgrade, ray_pods))
     cluster_wire["redisNamespaces"] = gcsft.namespaces_record(cluster, spec, snap.pods, live)
     if upgrade.step is not None and not upgrade.step.promote:
         cluster_wire["conditions"] = status.upgrading(
@@ -388,7 +388,6 @@ def _generation_status(
     stored: dict[str, Any],
     upgrade: _Upgrade,
     ray_pods: list[Obj],
-    config_digest: str,
 ) -> dict[str, Any]:
     """activeGeneration, generations and upgrade, as the status carries them."""
     roles, step = upgrade.roles, upgrade.step
