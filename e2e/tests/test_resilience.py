@@ -13,14 +13,13 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from trialkit import EndpointTraffic, Trial
+from trialkit import EndpointTraffic, Poller, Trial
 
 from serveplane.localcluster import node, processes
 from serveplane.localcluster.controlplane import KubectlError
@@ -85,44 +84,34 @@ class HA:
         ) == "RUNNING"
 
 
-class ProxyReports:
+class ProxyReports(Poller):
     """Serve's proxy states as the head's dashboard reports them (with the cluster's token), each time they change:
     with the endpoints' timeline, what a failure window is made of."""
 
     def __init__(self, ha: HA, traffic: EndpointTraffic) -> None:
+        super().__init__()
         self.ha, self.traffic = ha, traffic
         self.changes: list[tuple[float, dict[str, str] | str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def _poll(self) -> None:
         secret = self.ha.get("secret", "ha-ray-token") or {}
-        token = base64.b64decode((secret.get("data") or {}).get("token", "")).decode()
-        while not self._stop.wait(0.5):
-            try:
-                head = self.ha.head() or {}
-            except KubectlError:  # the API server is not what is under test: no head seen this time
-                head = {}
-            ip = (head.get("status") or {}).get("podIP")
-            seen: dict[str, str] | str
-            try:
-                request = urllib.request.Request(f"http://{ip}:8265/api/serve/applications/",
-                                                 headers={"Authorization": f"Bearer {token}"})
-                with urllib.request.urlopen(request, timeout=3) as answer:
-                    report = json.loads(answer.read())
-                seen = {p["node_ip"]: p["status"] for p in (report.get("proxies") or {}).values()}
-            except (OSError, ValueError) as error:
-                seen = f"no answer ({type(error).__name__})"
-            if not self.changes or self.changes[-1][1] != seen:
-                self.changes.append((time.monotonic() - self.traffic.started, seen))
+        self.token = base64.b64decode((secret.get("data") or {}).get("token", "")).decode()
 
-    def __enter__(self) -> ProxyReports:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
+    def poll(self) -> None:
+        try:
+            head = self.ha.head() or {}
+        except KubectlError:  # the API server is not what is under test: no head seen this time
+            head = {}
+        ip = (head.get("status") or {}).get("podIP")
+        seen: dict[str, str] | str
+        try:
+            request = urllib.request.Request(f"http://{ip}:8265/api/serve/applications/",
+                                             headers={"Authorization": f"Bearer {self.token}"})
+            with urllib.request.urlopen(request, timeout=3) as answer:
+                report = json.loads(answer.read())
+            seen = {p["node_ip"]: p["status"] for p in (report.get("proxies") or {}).values()}
+        except (OSError, ValueError) as error:
+            seen = f"no answer ({type(error).__name__})"
+        if not self.changes or self.changes[-1][1] != seen:
+            self.changes.append((time.monotonic() - self.traffic.started, seen))
 
 
 def print_timeline(traffic: EndpointTraffic, proxies: ProxyReports) -> None:

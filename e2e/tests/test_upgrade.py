@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from trialkit import EndpointTraffic, Trial
+from trialkit import EndpointTraffic, Poller, Trial
 
 from serveplane.localcluster.controlplane import KubectlError
 from serveplane.localcluster.incluster import ChartOperator
@@ -63,33 +62,23 @@ spec:
 """
 
 
-class PodCount:
+class PodCount(Poller):
     """The cluster's Ray pods (terminating ones too: they still hold their node's resources) every half second:
     the peak count and every generation seen."""
 
     def __init__(self, upgrade: Upgrade) -> None:
+        super().__init__()
         self.upgrade = upgrade
         self.peak = 0
         self.generations: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
 
-    def _poll(self) -> None:
-        while not self._stop.wait(0.5):
-            try:
-                pods = self.upgrade.pods()
-            except KubectlError:
-                continue
-            self.peak = max(self.peak, len(pods))
-            self.generations |= {generation_of(p) for p in pods}
-
-    def __enter__(self) -> PodCount:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
+    def poll(self) -> None:
+        try:
+            pods = self.upgrade.pods()
+        except KubectlError:
+            return
+        self.peak = max(self.peak, len(pods))
+        self.generations |= {generation_of(p) for p in pods}
 
 
 class Upgrade:
@@ -221,7 +210,8 @@ def test_a_new_generation_that_cannot_run_the_application_never_gets_traffic_and
         load.carry_on(20)
         serving = {generation_of(p) for p in upgrade.pods() if p["status"].get("podIP") in load.endpoints}
         assert serving == {old}, "traffic never left the running generation"
-        upgrade.patch({"head": spec.get("head", {}), "workerGroups": spec["workerGroups"]})
+        # The spec as it was (a merge patch removes the head's env only with a null).
+        upgrade.patch({"head": {**spec.get("head", {}), "env": None}, "workerGroups": spec["workerGroups"]})
         wait_for("the revert to remove the new generation", lambda: upgrade.settled() == old)
         load.carry_on(20)
     print(f"\nfailed generation: {load.report('the old generation throughout')}; peak {count.peak} Ray pods; "

@@ -10,6 +10,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from serveplane.localcluster.controlplane import ControlPlane, KubectlError
 from serveplane.localcluster.stack import Stack
@@ -35,6 +36,31 @@ class Trial:
     @property
     def cp(self) -> ControlPlane:
         return self.stack.cp
+
+
+class Poller:
+    """Something read every `interval` seconds in a thread of its own, for the length of a `with` block."""
+
+    interval = 0.5
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.poll()
+
+    def poll(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
 
 
 class EndpointTraffic:
