@@ -25,6 +25,7 @@ from .httpproxy import CountingProxy
 NAMESPACE = "kuberay-system"
 ACCOUNT = "kuberay-operator"
 USER = f"system:serviceaccount:{NAMESPACE}:{ACCOUNT}"
+CRDS = ("rayclusters.ray.io", "rayservices.ray.io", "rayjobs.ray.io")
 CLUSTER_SCOPED = frozenset({"ClusterRole", "ClusterRoleBinding"})
 
 
@@ -65,12 +66,23 @@ class HostOperator:
         # The CRDs are ~1 MB each: too big for client-side apply's last-applied annotation.
         for crd in self.kuberay.crds:
             self.cp.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-        self.cp.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                        "crd/rayclusters.ray.io", "crd/rayservices.ray.io", "crd/rayjobs.ray.io")
+        for crd in CRDS:
+            self._wait_established(crd)
         if self.cp.kubectl("get", "namespace", NAMESPACE, check=False).returncode != 0:
             self.cp.kubectl("create", "namespace", NAMESPACE)
         items = {"apiVersion": "v1", "kind": "List", "items": rbac_documents(self.kuberay)}
         self.cp.kubectl("apply", "-f", "-", input=json.dumps(items))
+
+    def _wait_established(self, crd: str, timeout: float = 60.0) -> None:
+        # Polled, not `kubectl wait`: that fails outright on a CRD so new that it has no conditions yet.
+        jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.cp.kubectl("get", "crd", crd, "-o", f"jsonpath={jsonpath}", check=False).stdout.strip()
+            if found == "True":
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"CRD {crd} not Established after {timeout:.0f} s")
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -133,5 +145,5 @@ class HostOperator:
             if doc["kind"] in CLUSTER_SCOPED:
                 self.cp.kubectl("delete", doc["kind"], doc["metadata"]["name"], "--ignore-not-found", check=False)
         self.cp.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--timeout=120s", check=False)
-        for crd in ("rayservices.ray.io", "rayclusters.ray.io", "rayjobs.ray.io"):
+        for crd in CRDS:
             self.cp.kubectl("delete", "crd", crd, "--ignore-not-found", "--timeout=120s", check=False)
