@@ -254,6 +254,7 @@ ROWS: tuple[tuple[str, Callable[[Result], str]], ...] = (
     ("operator RSS (MiB)", lambda f: _format(_get(f, "idle", "operator_rss_mib"))),
     ("in-place args update -> answering everywhere (s)", lambda f: _format(_get(f, "update", "seconds"))),
     ("in-place update: failed requests", lambda f: _failed(f, "update")),
+    ("in-place update: s without a ready endpoint", lambda f: _format(_get(f, "update", "no_ready_endpoint_s"))),
     ("in-place update: pods replaced or restarted", lambda f: _format(_get(f, "update", "pods_replaced_or_restarted"))),
     ("image upgrade -> traffic on new pods only (s)", lambda f: _format(_get(f, "upgrade", "traffic_on_new_pods_s"))),
     ("image upgrade -> old pods gone (s)", lambda f: _format(_get(f, "upgrade", "seconds"))),
@@ -286,7 +287,7 @@ def table(results: Result) -> str:
                 notes.append(f"- {name}, {step} failed: {found['error'][:300]}")
             elif found.get("first_errors"):
                 notes.append(f"- {name}, {step}, first failures: {json.dumps(found['first_errors'][:3])[:300]}")
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
