@@ -156,7 +156,7 @@ def upgrade_step(
     all_pods: int,
     apps: set[str],
     failure: str | None,
-    started_at: datetime | None,
+    since_step: datetime | None,
     now: datetime | None,
     labels_settled: bool = True,
 ) -> Step:
@@ -164,6 +164,7 @@ def upgrade_step(
 
     `all_pods` counts every Ray pod of the cluster, terminating ones included: the surge bound holds for pods
     that still hold a node's resources. `failure` is a failure recorded earlier: it holds until the spec changes.
+    `since_step`: when the upgrade started or last took a new step.
     `labels_settled`: the pending generation's proxy labels already say what its Serve reports (no pod of it is
     about to join the serve Service), so the traffic shares are what the endpoints will be.
     """
@@ -171,14 +172,30 @@ def upgrade_step(
         gone = {objects.name(p): "Recreate: the old generation goes before the new one starts"
                 for p in active.live}
         return Step(delete=gone, step=f"Removing the old generation ({len(active.pods)} pods left)")
+    failure = failure or pending.failed(apps)
+    step = None if failure else _next_step(strategy, desired, active, pending, all_pods, apps, labels_settled)
+    if step is not None and (step.create or step.delete or step.promote):
+        return step  # a step taken is progress
+    failure = failure or _timed_out(strategy, active, pending, since_step, now, apps)
+    if failure or step is None:
+        return Step(step="Failed: traffic stays on the active generation", failure=failure,
+                    capacity={"active": None, "pending": pending_capacity_kept(pending)})
+    return step
+
+
+def _next_step(
+    strategy: UpgradeStrategySpec,
+    desired: list[Obj],
+    active: Generation,
+    pending: Generation,
+    all_pods: int,
+    apps: set[str],
+    labels_settled: bool,
+) -> Step:
     have = {objects.name(p) for p in pending.pods}
     missing = [p for p in desired if objects.name(p) not in have]
     steady = all(pod_ready(p) for p in pending.pods) and len(pending.live) == len(pending.pods)
     complete = not missing and steady and bool(pending.pods)
-    failure = failure or pending.failed(apps) or _timed_out(strategy, pending, started_at, now, complete, apps)
-    if failure:
-        return Step(step="Failed: traffic stays on the active generation", failure=failure,
-                    capacity={"active": None, "pending": pending_capacity_kept(pending)})
     running = pending.running(apps)
     if strategy.type is UpgradeType.BLUE_GREEN:
         released = complete and running
@@ -203,8 +220,13 @@ def upgrade_step(
         why = "Incremental upgrade: an old-generation pod makes room for the next new one"
         return Step(delete={objects.name(victim): why}, release=True, capacity=shares,
                     step=f"Moving pod {objects.name(victim)} to the new generation")
-    step = ("Waiting for every application to run on the new generation" if not released
-            else "Waiting for the generations' replicas to follow the traffic")
+    draining = [objects.name(p) for p in active.pods if objects.is_deleting(p)]
+    if draining:
+        step = f"Waiting for pod {draining[0]} to drain and go"
+    elif not released:
+        step = "Waiting for every application to run on the new generation"
+    else:
+        step = "Waiting for the generations' replicas to follow the traffic"
     return Step(release=released, capacity=shares, step=step)
 
 
@@ -215,16 +237,19 @@ def pending_capacity_kept(pending: Generation) -> float | None:
 
 def _timed_out(
     strategy: UpgradeStrategySpec,
+    active: Generation,
     pending: Generation,
-    started_at: datetime | None,
+    since_step: datetime | None,
     now: datetime | None,
-    complete: bool,
     apps: set[str],
 ) -> str | None:
-    """The new generation made no progress (a pod created or becoming Ready) for timeoutSeconds."""
-    if now is None or (complete and pending.running(apps)):
+    """The new generation made no progress (a pod created or becoming Ready, a new step) for timeoutSeconds.
+    Never while a pod is terminating: the upgrade then waits for an old pod's drain, not for the new generation."""
+    if now is None:
         return None
-    since = max([t for t in (_progress_since(pending.pods), started_at) if t], default=None)
+    if any(objects.is_deleting(p) for p in active.pods + pending.pods):
+        return None
+    since = max([t for t in (_progress_since(pending.pods), since_step) if t], default=None)
     if since is None or (now - since).total_seconds() < strategy.timeout_seconds:
         return None
     waiting = [objects.name(p) for p in pending.pods if not pod_ready(p)]

@@ -310,7 +310,7 @@ def _upgrade(
         all_pods=len(ray_pods),
         apps=set(composition.app_names),
         failure=record.get("failure") if mine else None,
-        started_at=generations.parse_time(record.get("startedAt")) if mine else snap.now,
+        since_step=generations.parse_time(record.get("stepSince") or record.get("startedAt")) if mine else snap.now,
         now=snap.now,
         labels_settled=not joining,
     )
@@ -406,6 +406,8 @@ def _generation_status(
                 "generation": roles.pending, "strategy": spec.upgrade_strategy.type.value,
                 "startedAt": status.wire_time(snap.now),
             }
+        if record.get("step") != step.step:
+            record["stepSince"] = status.wire_time(snap.now)
         record.update({"step": step.step, "failure": step.failure})
     elif not roles.retiring:
         record = {}

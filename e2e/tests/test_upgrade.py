@@ -222,6 +222,7 @@ def test_a_new_generation_that_cannot_run_the_application_never_gets_traffic_and
     assert count.peak <= N + 1
     upgrade.cp.kubectl("patch", "sapp", "hello", "-n", NS, "--type=merge", "-p", json.dumps({"spec": {
         "deployments": hello["spec"]["deployments"]}}))
+    upgrade.patch({"upgradeStrategy": {"timeoutSeconds": 600}})
 
 
 def test_an_upgrade_resumes_after_the_operators_leader_is_killed_in_the_middle(upgrade: Upgrade) -> None:

@@ -343,6 +343,9 @@ class UpgradeStatus(StatusModel):
     strategy: str = Field(description="Incremental, BlueGreen or Recreate.")
     started_at: datetime = Field(description="When the upgrade began (RFC 3339); its timeout counts from here.")
     step: str = Field(default="", description="What the upgrade is doing now.")
+    step_since: datetime | None = Field(
+        default=None, description="When that step began; timeoutSeconds counts from the last step or pod change."
+    )
     failure: str | None = Field(
         default=None, description="Why the new generation failed; traffic stays on the active generation."
     )

@@ -99,6 +99,8 @@ class World:
         self._tokens = 0
         self.app_state = "RUNNING"
         """What a submitted application becomes on Serve."""
+        self.drain = False
+        """Deleted pods stay, terminating (a drain), until the test removes them."""
 
     def plan(self) -> Any:
         return planner.plan_round(self.snap, image=IMAGE)
@@ -122,6 +124,12 @@ class World:
                     snap = dataclasses.replace(
                         snap, pods=snap.pods + (self.k8s.observed(pod, ip=f"10.0.0.{self._ip}"),)
                     )
+                case DeletePod(name=name) if self.drain:
+
+                    def going(pod: dict[str, Any]) -> None:
+                        pod["metadata"]["deletionTimestamp"] = "2024-05-03T12:00:00Z"
+
+                    snap = dataclasses.replace(snap, pods=self._replace(snap.pods, name, going))
                 case DeletePod(name=name):
                     snap = dataclasses.replace(snap, pods=tuple(p for p in snap.pods if p["metadata"]["name"] != name))
                 case LabelPod(name=name, labels=labels):
@@ -705,3 +713,28 @@ def test_the_upgrade_is_resumed_from_the_status_alone(steady: World, k8s: Any) -
     fresh = World(k8s, steady.snap)
     assert summary(fresh.plan().actions) == summary(steady.plan().actions)
     assert len({generation_of(p) for p in steady.snap.pods}) == 2, "no second new generation"
+
+
+def test_an_old_pod_draining_longer_than_the_timeout_fails_nothing(steady: World) -> None:
+    """timeoutSeconds is about the new generation: an old pod's slow drain is waited for, then the upgrade goes on."""
+    with_spec(steady, image="ray:2", upgradeStrategy={"timeoutSeconds": 60})
+    steady.drain = True
+    for _ in range(20):
+        steady.apply(steady.plan().actions)
+        if any("deletionTimestamp" in p["metadata"] for p in steady.snap.pods):
+            break
+    going = [p["metadata"]["name"] for p in steady.snap.pods if "deletionTimestamp" in p["metadata"]]
+    assert len(going) == 1
+    steady.snap = dataclasses.replace(steady.snap, now=NOW + timedelta(seconds=300))
+    for _ in range(3):  # capacities follow the drained pod's leaving the Service first
+        steady.apply(steady.plan().actions)
+    assert steady.snap.cluster is not None
+    assert "failure" not in steady.snap.cluster["status"]["upgrade"]
+    assert steady.snap.cluster["status"]["upgrade"]["step"] == f"Waiting for pod {going[0]} to drain and go"
+    steady.drain = False
+    left = tuple(p for p in steady.snap.pods if p["metadata"]["name"] not in going)
+    steady.snap = dataclasses.replace(steady.snap, pods=left, now=NOW + timedelta(seconds=400))
+    created = [a for a in steady.plan().actions if isinstance(a, CreatePod)]
+    assert len(created) == 1, "the next new pod starts: the step taken is progress, not a timeout"
+    steady.converge(60)
+    assert generations_of(steady) == {steady.target()}
