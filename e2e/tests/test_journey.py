@@ -101,7 +101,7 @@ class World:
         """The hosts (pod names) of the alive nodes of the Ray cluster the head runs."""
         request = self.dashboard("/nodes?view=hostNameList", self.ray_token())
         with urllib.request.urlopen(request, timeout=10) as answer:
-            return set(json.loads(answer.read())["data"]["host_name_list"])
+            return set(json.loads(answer.read())["data"]["hostNameList"])  # the dashboard answers in camelCase
 
     def leader(self) -> str:
         return wait_for("an operator replica to lead", self.operator.leader_name, timeout=60, interval=0.5)
