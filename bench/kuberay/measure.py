@@ -84,7 +84,7 @@ def ray_hosts(system: System, head: Obj) -> set[str]:
     url = f"http://{head['status']['podIP']}:{DASHBOARD_PORT}/nodes?view=hostNameList"
     request = urllib.request.Request(url, headers=system.dashboard_headers())
     with urllib.request.urlopen(request, timeout=5) as answer:
-        return set(json.loads(answer.read())["data"]["host_name_list"])
+        return set(json.loads(answer.read())["data"]["hostNameList"])  # the dashboard answers in camelCase
 
 
 def current_greeting(system: System) -> str:
