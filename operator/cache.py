@@ -14,11 +14,24 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import objects
-from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, NETWORKPOLICIES, PODS, SECRETS, SERVICES
+from .api.kinds import (
+    APPS,
+    CLUSTERS,
+    DEPLOYMENTS,
+    INGRESSES,
+    NETWORKPOLICIES,
+    PODS,
+    ROLEBINDINGS,
+    SECRETS,
+    SERVICEACCOUNTS,
+    SERVICES,
+)
 from .manifests import common
 from .objects import Obj
 
-KINDS = (CLUSTERS, APPS, DEPLOYMENTS, PODS, SERVICES, INGRESSES, NETWORKPOLICIES, SECRETS)
+KINDS = (
+    CLUSTERS, APPS, DEPLOYMENTS, PODS, SERVICES, INGRESSES, NETWORKPOLICIES, SECRETS, SERVICEACCOUNTS, ROLEBINDINGS,
+)
 CUSTOM = (CLUSTERS, APPS, DEPLOYMENTS)
 
 Key = tuple[str, str]

@@ -82,7 +82,10 @@ class ClusterLoops:
         result = "error"
         try:
             snap = await observe(self.store, self.dashboards, key, memory.rejection)
-            plan = plan_round(snap, image=self.settings.default_image, access=self.settings.access)
+            plan = plan_round(
+                snap, image=self.settings.default_image, access=self.settings.access,
+                autoscaler_role=self.settings.autoscaler_cluster_role,
+            )
             if not self.may_act():
                 log.warning("reconcile of %s/%s skipped: the lease is not known to be held now", *key)
                 result = "skipped"

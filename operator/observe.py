@@ -13,7 +13,18 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from . import metrics, objects, plan
-from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, NETWORKPOLICIES, PODS, SECRETS, SERVICES
+from .api.kinds import (
+    APPS,
+    CLUSTERS,
+    DEPLOYMENTS,
+    INGRESSES,
+    NETWORKPOLICIES,
+    PODS,
+    ROLEBINDINGS,
+    SECRETS,
+    SERVICEACCOUNTS,
+    SERVICES,
+)
 from .cache import ORPHANS, Key, Store, app_cluster, deployment_app
 from .clients.dashboard import DashboardClient, DashboardError, DashboardRejected
 from .manifests import auth, common
@@ -110,6 +121,11 @@ def _from_store(store: Store, key: Key) -> Snapshot:
         services={objects.name(s): s for s in store.owned(SERVICES, namespace, name)},
         ingresses={objects.name(i): i for i in store.owned(INGRESSES, namespace, name)},
         network_policies={objects.name(n): n for n in store.owned(NETWORKPOLICIES, namespace, name)},
+        autoscaler_access={
+            (kind, objects.name(o)): o
+            for kind in (SERVICEACCOUNTS, ROLEBINDINGS)
+            for o in store.owned(kind, namespace, name)
+        },
         token_secret=_token_secret(store, namespace, name) if name != ORPHANS else None,
         apps=tuple(sorted(apps, key=objects.name)),
         deployments=tuple(sorted(deployments, key=objects.name)),

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import conditions, gcsft, generations, objects, plan, status
+from . import autoscaling, conditions, gcsft, generations, objects, plan, status
 from .actions import (
     Action,
     AdoptHead,
@@ -33,10 +33,20 @@ from .api.application import ServeApplicationStatus
 from .api.base import StatusModel
 from .api.cluster import AuthMode, ServeClusterSpec, ServeClusterStatus, UpgradeType
 from .api.deployment import ServeDeploymentStatus
-from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS, INGRESSES, NETWORKPOLICIES, SECRETS, SERVICES
+from .api.kinds import (
+    APPS,
+    CLUSTERS,
+    DEPLOYMENTS,
+    INGRESSES,
+    NETWORKPOLICIES,
+    ROLEBINDINGS,
+    SECRETS,
+    SERVICEACCOUNTS,
+    SERVICES,
+)
 from .compose import Composition, compose, serve_view, validation_message, with_capacity
 from .compose import config_hash as compose_hash
-from .manifests import auth, cleanup, common, netpol, network, pods
+from .manifests import auth, autoscaler, cleanup, common, netpol, network, pods
 from .objects import Obj
 from .snapshot import Snapshot
 
@@ -52,9 +62,15 @@ def _status(snap: Snapshot, kind: str, obj: Obj, new: dict[str, Any]) -> list[Ac
     return [] if patch is None else [WriteStatus(kind, objects.name(obj), patch)]
 
 
-def plan_round(snap: Snapshot, *, image: str, access: netpol.Access | None = None) -> Plan:
+def plan_round(
+    snap: Snapshot,
+    *,
+    image: str,
+    access: netpol.Access | None = None,
+    autoscaler_role: str = autoscaler.DEFAULT_CLUSTER_ROLE,
+) -> Plan:
     """The actions of one round for one cluster loop; `access`: who the NetworkPolicy lets in besides the
-    cluster's own pods (the operator's settings)."""
+    cluster's own pods, `autoscaler_role`: the ClusterRole of Ray's autoscaler (the operator's settings)."""
     cluster = snap.cluster
     if cluster is None or objects.is_deleting(cluster):
         return _without_cluster(snap, image)
@@ -62,7 +78,7 @@ def plan_round(snap: Snapshot, *, image: str, access: netpol.Access | None = Non
         spec = ServeClusterSpec.model_validate(objects.spec(cluster))
     except ValidationError as error:
         return Plan(actions=tuple(_status(snap, CLUSTERS, cluster, _invalid(cluster, validation_message(error)))))
-    return _with_cluster(snap, cluster, spec, image, access or netpol.Access())
+    return _with_cluster(snap, cluster, spec, image, access or netpol.Access(), autoscaler_role)
 
 
 def _without_cluster(snap: Snapshot, image: str) -> Plan:
@@ -129,7 +145,24 @@ class _Upgrade:
     pending_head: Obj | None
 
 
-def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: str, access: netpol.Access) -> Plan:
+def _autoscaler_access(snap: Snapshot, spec: ServeClusterSpec, uid: str, role: str) -> list[Action]:
+    """The autoscaler's ServiceAccount and RoleBinding while autoscaling is on; they go when it is off."""
+    if not spec.autoscaling.enabled:
+        return [DeleteOwned(kind, name) for kind, name in sorted(snap.autoscaler_access)]
+    args = {"cluster": snap.name, "namespace": snap.namespace, "uid": uid}
+    wanted = [
+        (SERVICEACCOUNTS, autoscaler.service_account(**args)),
+        (ROLEBINDINGS, autoscaler.role_binding(**args, cluster_role=role)),
+    ]
+    return [
+        Apply(kind, obj) for kind, obj in wanted
+        if not plan.covers(snap.autoscaler_access.get((kind, objects.name(obj))), obj)
+    ]
+
+
+def _with_cluster(
+    snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: str, access: netpol.Access, autoscaler_role: str
+) -> Plan:
     name, namespace, uid = snap.name, snap.namespace, objects.uid(cluster)
     actions: list[Action] = []
     ray_pods = [p for p in snap.pods if not cleanup.is_cleanup_pod(p)]
@@ -138,12 +171,22 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
     roles = generations.roles(target=target, stored_active=stored.get("activeGeneration"), pods=ray_pods)
     actions += _services(snap, spec, uid, roles, ray_pods)
     actions += _network_policy(snap, spec, uid, access)
+    actions += _autoscaler_access(snap, spec, uid, autoscaler_role)
     actions += gcsft.finalizer(cluster, spec)
     token_actions, digest, wait_for_token = _token(snap, spec, uid)
     actions += token_actions
 
+    requested = autoscaling.requests(spec, stored.get("autoscaler"))
+    chosen = autoscaling.doomed(stored.get("autoscaler"), roles.active)
+
     def wanted(generation: str) -> list[Obj]:
-        built = pods.ray_pods(cluster=name, namespace=namespace, uid=uid, spec=spec, image=image, generation=generation)
+        mine = [p for p in ray_pods if plan.generation_of(p) == generation]
+        indices = autoscaling.workers(
+            spec=spec, cluster=name, generation=generation, pods=mine, requested=requested, chosen=chosen
+        )
+        built = pods.ray_pods(
+            cluster=name, namespace=namespace, uid=uid, spec=spec, image=image, generation=generation, workers=indices
+        )
         if digest is not None:
             for pod in built:
                 pod["metadata"].setdefault("annotations", {})[auth.DIGEST_ANNOTATION] = digest
@@ -154,7 +197,9 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
     if roles.pending is None and not wait_for_token:  # no Ray pod starts without its token
         todo = plan.plan_pods(desired, active_pods)
         actions += [CreatePod(pod) for pod in todo.create]
-        actions += [DeletePod(pod_name, why) for pod_name, why in todo.delete.items()]
+        actions += [
+            DeletePod(pod_name, autoscaling.why_deleted(pod_name, chosen, why)) for pod_name, why in todo.delete.items()
+        ]
 
     head = plan.live_head(active_pods, roles.active)
     head_ip = ((head or {}).get("status") or {}).get("podIP")
@@ -233,6 +278,13 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
     )
     cluster_wire = status.cluster_status(view, composition, applied)
     cluster_wire.update(_generation_status(snap, spec, stored, upgrade, ray_pods))
+    resources = {}
+    if spec.autoscaling.enabled:
+        resources = pods.group_resources(
+            cluster=name, namespace=namespace, uid=uid, spec=spec, image=image, generation=roles.active
+        )
+    cluster_wire["workerGroups"] = autoscaling.group_status(spec, requested, _ready_by_group(ready_pods), resources)
+    cluster_wire["autoscaler"] = stored.get("autoscaler")  # the autoscaler's to write, not the operator's
     cluster_wire["redisNamespaces"] = gcsft.namespaces_record(cluster, spec, snap.pods, live)
     if upgrade.step is not None and not upgrade.step.promote:
         cluster_wire["conditions"] = status.upgrading(
@@ -240,6 +292,9 @@ def _with_cluster(snap: Snapshot, cluster: Obj, spec: ServeClusterSpec, image: s
         )
     actions += _status(snap, CLUSTERS, cluster, cluster_wire)
     actions += _upgrade_events(stored, cluster_wire)
+    decision = (stored.get("autoscaler") or {}).get("lastDecision")
+    scaled = autoscaling.scale_events(stored.get("workerGroups") or [], cluster_wire["workerGroups"], decision)
+    actions += [PostEvent("Normal", reason, message) for reason, message in scaled]
     for app in snap.apps:
         if not objects.is_deleting(app):
             verdict = composition.applications.get(objects.name(app))
@@ -449,6 +504,15 @@ def _upgrade_events(stored: dict[str, Any], wire: dict[str, Any]) -> list[Action
     if after.get("failure"):
         message += f": {after['failure']}"
     return [PostEvent(kind, "Upgrading", message)]
+
+
+def _ready_by_group(ready_pods: list[Obj]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for pod in ready_pods:
+        group = (pod["metadata"].get("labels") or {}).get(common.GROUP_LABEL)
+        if group:
+            counts[group] = counts.get(group, 0) + 1
+    return counts
 
 
 def _busy(view: status.ClusterView, composition: Composition, apps: tuple[Obj, ...]) -> bool:

@@ -46,7 +46,10 @@ def render(docs: list[Obj], default_image: str, access: netpol.Access | None = N
         composition = compose(spec, mine, [d for d in sdeps if objects.namespace(d) == namespace])
         args = {"cluster": name, "namespace": namespace, "uid": PLACEHOLDER_UID}
         generation = pods.generation_name(**args, spec=spec, image=default_image)
-        built = pods.ray_pods(**args, spec=spec, image=default_image, generation=generation)
+        built = pods.ray_pods(
+            cluster=name, namespace=namespace, uid=PLACEHOLDER_UID, spec=spec, image=default_image,
+            generation=generation,
+        )
         built += [
             network.head_service(**args, generation=generation),
             network.generation_head_service(**args, generation=generation),

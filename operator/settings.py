@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .manifests import netpol
+from .manifests import autoscaler, netpol
 
 T = TypeVar("T")
 
@@ -50,6 +50,8 @@ class Settings:
     """Labels of the operator's pods (a JSON object), for the same NetworkPolicy rule."""
     ray_metrics_sources: tuple[dict[str, Any], ...] = ()
     """NetworkPolicyPeers (a JSON list) that may scrape the Ray pods' metrics port, e.g. Prometheus's namespace."""
+    autoscaler_cluster_role: str = autoscaler.DEFAULT_CLUSTER_ROLE
+    """The chart's ClusterRole for Ray's autoscaler, bound in each autoscaling ServeCluster's namespace."""
 
     @property
     def access(self) -> netpol.Access:
@@ -81,6 +83,9 @@ class Settings:
             ),
             ray_metrics_sources=tuple(
                 _read(env, "SERVEPLANE_RAY_METRICS_SOURCES", json.loads, list(d.ray_metrics_sources), _is_peers)
+            ),
+            autoscaler_cluster_role=_read(
+                env, "SERVEPLANE_AUTOSCALER_CLUSTER_ROLE", str, d.autoscaler_cluster_role, bool
             ),
         )
 

@@ -39,6 +39,8 @@ class Snapshot:
     """The cluster's own Services, by name."""
     ingresses: dict[str, Obj] = field(default_factory=dict)
     network_policies: dict[str, Obj] = field(default_factory=dict)
+    autoscaler_access: dict[tuple[str, str], Obj] = field(default_factory=dict)
+    """The autoscaler's ServiceAccount and RoleBinding, by (plural, name)."""
     token_secret: TokenSecret | None = None
     """The cluster's `<cluster>-ray-token` Secret, if the store has it."""
     apps: tuple[Obj, ...] = ()

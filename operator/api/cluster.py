@@ -5,7 +5,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from . import quantity
 from .base import FREE_FORM, ApiModel, Condition, StatusModel, conditions_field, observed_generation_field, rules
@@ -127,19 +127,75 @@ class HeadSpec(ApiModel):
 
 
 class WorkerGroupSpec(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": rules(
+            (
+                "!has(self.maxReplicas) || (has(self.minReplicas) ? self.minReplicas : 0) <= self.maxReplicas",
+                "minReplicas must not exceed maxReplicas",
+            ),
+        )
+    }
+
     name: str = Field(
         min_length=1,
         max_length=30,
         pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
         description="Name of the group; part of its pods' names, so lowercase letters, digits and dashes.",
     )
-    replicas: int = Field(default=1, ge=0, description="Number of worker pods (Ray nodes) in this group.")
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        description="Number of worker pods (Ray nodes) in this group; with spec.autoscaling.enabled, the count it "
+        "starts from until Ray's autoscaler asks for another (kept in status.autoscaler, never written here).",
+    )
+    min_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="With spec.autoscaling.enabled: the fewest worker pods of this group, whatever the autoscaler "
+        "asks. An edit takes effect at once.",
+    )
+    max_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        description="With spec.autoscaling.enabled: the most worker pods of this group, however much Ray asks "
+        "for; defaults to replicas (the group does not grow unless this is set). An edit takes effect at once.",
+    )
     resources: dict[str, Any] | None = _resources_field()
     ray_start_params: dict[str, str] = _ray_start_params_field()
     env: list[dict[str, Any]] = _env_field()
     pod_template: PodTemplate | None = _pod_template_field("every pod of this group")
 
     _quantities = field_validator("resources")(_check_quantities)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> WorkerGroupSpec:
+        if self.max_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError(f"workerGroups[{self.name}]: minReplicas must not exceed maxReplicas")
+        return self
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        """(minReplicas, maxReplicas) as the autoscaler applies them: maxReplicas defaults to replicas."""
+        return self.min_replicas, self.max_replicas if self.max_replicas is not None else self.replicas
+
+
+class AutoscalingSpec(ApiModel):
+    enabled: bool = Field(
+        default=False,
+        description="Run Ray's own autoscaler (v2) beside the head: a worker group grows when Ray (Serve's "
+        "replicas, or any task) asks for resources no node has, and an idle worker is drained and removed, always "
+        "between the group's minReplicas and maxReplicas. Its decisions go to status.autoscaler, never to the "
+        "spec, so GitOps tools see no drift.",
+    )
+    idle_timeout_seconds: int = Field(
+        default=60, ge=0, description="How long a worker runs nothing before the autoscaler removes it."
+    )
+    upscaling_speed: float = Field(
+        default=1.0,
+        gt=0,
+        description="Ray's upscaling_speed: how many pods may start at once, as a multiple of those running or "
+        "starting (at least 5).",
+    )
 
 
 class AuthMode(str, Enum):
@@ -307,6 +363,9 @@ class ServeClusterSpec(ApiModel):
     gcs_fault_tolerance: GcsFaultToleranceSpec | None = Field(
         default=None, description="Keep the GCS's state in Redis, so the cluster survives losing its head pod."
     )
+    autoscaling: AutoscalingSpec = Field(
+        default_factory=AutoscalingSpec, description="Ray's autoscaler for the worker groups (off by default)."
+    )
     upgrade_strategy: UpgradeStrategySpec = Field(
         default_factory=UpgradeStrategySpec,
         description="How a change that every Ray node must run identically (the image, the head, the runtime, "
@@ -362,6 +421,40 @@ class UpgradeStatus(StatusModel):
     retired: str | None = Field(default=None, description="The generation traffic switched away from.")
 
 
+class AutoscalerGroupRequest(StatusModel):
+    replicas: int = Field(description="Worker pods the autoscaler asks for in the group.")
+    workers_to_delete: list[str] = Field(
+        default_factory=list, description="The idle worker pods it chose to remove (drained through Ray first)."
+    )
+
+
+class AutoscalerStatus(StatusModel):
+    generation: str = Field(description="The generation whose autoscaler (beside its head) wrote this.")
+    groups: dict[str, AutoscalerGroupRequest] = Field(
+        default_factory=dict, description="Per worker group: what the autoscaler asks for."
+    )
+    last_decision: str | None = Field(default=None, description="Its last scaling decision and why.")
+    last_decision_time: datetime | None = Field(default=None, description="When it made it (RFC 3339).")
+
+
+class WorkerGroupStatus(StatusModel):
+    name: str = Field(description="The worker group.")
+    desired: int = Field(description="Worker pods the operator runs: replicas, or with autoscaling "
+                         "clamp(minReplicas, maxReplicas, what the autoscaler asks).")
+    running: int = Field(default=0, description="Its worker pods running and ready.")
+    requested: int | None = Field(default=None, description="What the autoscaler asks for (autoscaling only).")
+    min_replicas: int | None = Field(
+        default=None, description="The fewest pods the autoscaler keeps (autoscaling only): the spec's minReplicas."
+    )
+    max_replicas: int | None = Field(
+        default=None, description="The most pods it asks for (autoscaling only): maxReplicas, else replicas."
+    )
+    ray_resources: dict[str, float] | None = Field(
+        default=None, description="The Ray resources each pod of the group offers, by which the autoscaler sizes "
+        "new pods (autoscaling only)."
+    )
+
+
 class ServeClusterStatus(StatusModel):
     observed_generation: int | None = observed_generation_field()
     conditions: list[Condition] = conditions_field()
@@ -388,6 +481,14 @@ class ServeClusterStatus(StatusModel):
         default_factory=list, description="Each generation with pods: role, ready and serving pods, capacity."
     )
     upgrade: UpgradeStatus | None = Field(default=None, description="The upgrade under way, if any.")
+    worker_groups: list[WorkerGroupStatus] = Field(
+        default_factory=list, description="Each worker group of the active generation: desired and running pods."
+    )
+    autoscaler: AutoscalerStatus | None = Field(
+        default=None,
+        description="Written by Ray's autoscaler beside the head (spec.autoscaling), read by the operator: the "
+        "decisions GitOps must not revert live here and not in the spec.",
+    )
     redis_namespaces: list[str] = Field(
         default_factory=list,
         description="GCS fault tolerance: the Redis namespaces the cluster's generations keep (or kept) state in; a "

@@ -114,3 +114,5 @@ KINDS: tuple[Kind, ...] = (SERVE_CLUSTER, SERVE_APPLICATION, SERVE_DEPLOYMENT)
 CLUSTERS, APPS, DEPLOYMENTS = SERVE_CLUSTER.plural, SERVE_APPLICATION.plural, SERVE_DEPLOYMENT.plural
 PODS, SERVICES, INGRESSES = "pods", "services", "ingresses"
 SECRETS, NETWORKPOLICIES = "secrets", "networkpolicies"
+# The autoscaler's ServiceAccount and RoleBinding (spec.autoscaling).
+SERVICEACCOUNTS, ROLEBINDINGS = "serviceaccounts", "rolebindings"

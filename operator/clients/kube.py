@@ -21,7 +21,7 @@ import aiohttp
 import kopf
 
 from ..api.base import GROUP, VERSION
-from ..api.kinds import INGRESSES, NETWORKPOLICIES, PODS, SECRETS, SERVICES
+from ..api.kinds import INGRESSES, NETWORKPOLICIES, PODS, ROLEBINDINGS, SECRETS, SERVICEACCOUNTS, SERVICES
 
 FIELD_MANAGER = "serveplane"
 APPLY = "application/apply-patch+yaml"
@@ -33,6 +33,7 @@ Obj = dict[str, Any]
 # The API group of each kind (plural) a ServeCluster owns: what the operator writes and watches (handlers.py).
 OWNED_GROUPS = {
     PODS: "", SERVICES: "", SECRETS: "", INGRESSES: "networking.k8s.io", NETWORKPOLICIES: "networking.k8s.io",
+    SERVICEACCOUNTS: "", ROLEBINDINGS: "rbac.authorization.k8s.io",
 }
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..api.cluster import RAY_CONTAINER, HeadSpec, ServeClusterSpec, WorkerGroupSpec
-from . import common, podtemplate, rayenv, rayresources
+from . import autoscaler, common, podtemplate, rayenv, rayresources
 
 _PORTS = [
     ("gcs", common.GCS_PORT),
@@ -35,8 +36,9 @@ SECURITY_CONTEXT: dict[str, Any] = {
 
 
 def _env(
-    extra: list[dict[str, Any]], cluster: str, spec: ServeClusterSpec, *, head: bool, uid: str, generation: str
+    extra: list[dict[str, Any]], cluster: str, spec: ServeClusterSpec, *, node_type: str, uid: str, generation: str
 ) -> list[dict[str, Any]]:
+    head = node_type == autoscaler.HEAD_NODE_TYPE
     downward: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
@@ -44,6 +46,7 @@ def _env(
         {"name": "SERVEPLANE_CLUSTER", "value": cluster},
         {"name": "RAY_USAGE_STATS_ENABLED", "value": "0"},
         *rayenv.ray_env(spec, head=head, cluster=cluster, uid=uid, generation=generation),
+        *(autoscaler.node_env(node_type) if spec.autoscaling.enabled else []),
     ]
     names = {e["name"] for e in extra}
     return [e for e in downward if e["name"] not in names] + list(extra)
@@ -88,6 +91,7 @@ def _pod(
 ) -> dict[str, Any]:
     """One Ray node's pod: the head when `head_address` is None, else a worker joining that head."""
     component = "head" if head_address is None else "worker"
+    node_type = node.name if isinstance(node, WorkerGroupSpec) else autoscaler.HEAD_NODE_TYPE
     image = spec.image or image
     meta = common.metadata(name=name, namespace=namespace, cluster=cluster, uid=uid, component=component)
     meta["labels"].update({common.NODE_TYPE_LABEL: component, common.GENERATION_LABEL: generation, **extra_labels})
@@ -96,7 +100,7 @@ def _pod(
         "image": image,
         "command": ["python", "-m", "serveplane.runtime"],
         "args": [],  # set once the podTemplate is merged: its resources imply flags
-        "env": _env(node.env, cluster, spec, head=head_address is None, uid=uid, generation=generation),
+        "env": _env(node.env, cluster, spec, node_type=node_type, uid=uid, generation=generation),
         "ports": [{"name": port_name, "containerPort": port} for port_name, port in _PORTS],
         "readinessProbe": _probe("/readyz", 5, 3),
         # Generous: Ray takes tens of seconds to start on small machines; the agent answers /livez at once.
@@ -121,8 +125,12 @@ def _pod(
     ray = pod["spec"]["containers"][0]
     resources = ray.get("resources") or {}
     params = rayresources.ray_start_params(node.ray_start_params, resources)
+    if spec.autoscaling.enabled and head_address is None:
+        params["no-monitor"] = "true"  # the autoscaler container is the cluster's one autoscaler
     ray["args"] = _args(component, spec, params, head_address)
     _shared_memory(pod, ray, rayresources.shm_size_limit(node.ray_start_params, resources))
+    if spec.autoscaling.enabled and head_address is None:
+        autoscaler.add_to_head(pod, cluster=cluster, namespace=namespace, generation=generation, ray_env=ray["env"])
     return pod
 
 
@@ -142,6 +150,31 @@ def _shared_memory(pod: dict[str, Any], ray: dict[str, Any], size_limit: int | N
         if size_limit is not None:
             empty_dir["sizeLimit"] = str(size_limit)
         volumes.append({"name": SHM_VOLUME, "emptyDir": empty_dir})
+
+
+RAY_PARAM_PREFIX = "--ray-param="
+
+
+def ray_params(pod: dict[str, Any]) -> dict[str, str]:
+    """The `ray start` flags a built pod passes to the runtime (its Ray container's --ray-param arguments)."""
+    args = pod["spec"]["containers"][0]["args"]
+    pairs = (arg[len(RAY_PARAM_PREFIX):].partition("=") for arg in args if arg.startswith(RAY_PARAM_PREFIX))
+    return {key: value for key, _, value in pairs}
+
+
+def group_resources(
+    *, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str, generation: str
+) -> dict[str, dict[str, float]]:
+    """Per worker group, the Ray resources each of its pods offers (what Ray's autoscaler sizes new nodes by)."""
+    out = {}
+    for group in spec.worker_groups:
+        pod = _pod(
+            name=common.worker_pod_name(cluster, generation, group.name, 0), node=group, namespace=namespace,
+            cluster=cluster, uid=uid, spec=spec, image=image, generation=generation, extra_labels={},
+            head_address=common.head_address(cluster, namespace, generation),
+        )
+        out[group.name] = rayresources.ray_resources(ray_params(pod))
+    return out
 
 
 def pod_spec_hash(pod: dict[str, Any]) -> str:
@@ -173,9 +206,18 @@ def generation_name(*, cluster: str, namespace: str, uid: str, spec: ServeCluste
 
 
 def ray_pods(
-    *, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str, generation: str
+    *,
+    cluster: str,
+    namespace: str,
+    uid: str,
+    spec: ServeClusterSpec,
+    image: str,
+    generation: str,
+    workers: Mapping[str, Sequence[int]] | None = None,
 ) -> list[dict[str, Any]]:
-    """A generation's pods, the head first, then each worker group's in order."""
+    """A generation's pods, the head first, then each worker group's in order; `workers` gives the indices of
+    each group's pods (autoscaling.workers), by default 0 to replicas - 1."""
+    indices = workers if workers is not None else {g.name: range(g.replicas) for g in spec.worker_groups}
     address = common.head_address(cluster, namespace, generation)
     head = head_pod(cluster=cluster, namespace=namespace, uid=uid, spec=spec, image=image, generation=generation)
     return [head] + [
@@ -187,5 +229,5 @@ def ray_pods(
             )
         )
         for group in spec.worker_groups
-        for index in range(group.replicas)
+        for index in indices.get(group.name, ())
     ]

@@ -6,6 +6,7 @@ offer 64 CPUs to Ray's scheduler. A flag set in rayStartParams always wins.
 """
 from __future__ import annotations
 
+import json
 import math
 from decimal import Decimal
 from typing import Any
@@ -62,3 +63,24 @@ def shm_size_limit(params: dict[str, str], resources: dict[str, Any]) -> int | N
             return None  # not a whole number of bytes: `ray start` refuses it and says why
     memory = _nonzero(resources, "limits", "memory")
     return None if memory is None else math.ceil(memory * OBJECT_STORE_SHARE)
+
+
+_RAY_NAMES = {"num-cpus": "CPU", "num-gpus": "GPU", "memory": "memory"}
+
+
+def ray_resources(params: dict[str, str]) -> dict[str, float]:
+    """The resources a node started with these `ray start` flags offers Ray's scheduler, as far as the flags say
+    (Ray's autoscaler sizes a group's new nodes by them): CPU, GPU, memory and the custom `resources`. A value
+    that is no number is left out; `ray start` refuses it and says why."""
+    out: dict[str, float] = {}
+    for param, value in params.items():
+        key = _key(param)
+        try:
+            if key in _RAY_NAMES:
+                out[_RAY_NAMES[key]] = float(value)
+            elif key == "resources":
+                custom = json.loads(value)
+                out.update({str(k): float(v) for k, v in custom.items()} if isinstance(custom, dict) else {})
+        except (TypeError, ValueError):
+            continue
+    return out

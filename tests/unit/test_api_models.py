@@ -76,7 +76,8 @@ def test_cluster_spec_round_trips_with_camelcase_nested_names():
         "head": {"rayStartParams": {"num-cpus": "2"}, "env": [{"name": "A", "value": "1"}],
                  "resources": {"limits": {"cpu": 2, "memory": "4Gi"}},
                  "podTemplate": {"spec": {"nodeSelector": {"pool": "ray"}}}},
-        "workerGroups": [{"name": "cpu", "replicas": 2, "rayStartParams": {}, "env": [],
+        "workerGroups": [{"name": "cpu", "replicas": 2, "minReplicas": 1, "maxReplicas": 4, "rayStartParams": {},
+                          "env": [],
                           "podTemplate": {"metadata": {"labels": {"team": "ml"}, "annotations": {"a": "b"}},
                                           "spec": {"tolerations": [{"key": "k", "operator": "Exists"}]}}}],
         "serve": {"httpPort": 8100, "grpcPort": 9100, "proxyLocation": "HeadOnly", "requestTimeoutS": 30.0},
@@ -87,6 +88,7 @@ def test_cluster_spec_round_trips_with_camelcase_nested_names():
         "networkPolicy": {"enabled": False},
         "upgradeStrategy": {"type": "BlueGreen", "maxSurgePods": 3, "timeoutSeconds": 120,
                             "oldGenerationDelaySeconds": 5},
+        "autoscaling": {"enabled": True, "idleTimeoutSeconds": 30, "upscalingSpeed": 2.0},
     }
     spec = ServeClusterSpec.model_validate(wire)
     assert spec.auth.mode is AuthMode.DISABLED and not spec.network_policy.enabled
@@ -98,6 +100,8 @@ def test_cluster_spec_round_trips_with_camelcase_nested_names():
     assert spec.worker_groups[0].pod_template.metadata.labels == {"team": "ml"}
     assert spec.ingress.tls[0].secret_name == "tls"
     assert spec.head.ray_start_params == {"num-cpus": "2"}
+    assert spec.worker_groups[0].bounds == (1, 4)
+    assert spec.autoscaling.enabled and spec.autoscaling.idle_timeout_seconds == 30
     assert spec.to_wire() == wire
 
 
@@ -148,6 +152,11 @@ def test_cluster_status_carries_generations_and_the_upgrade_in_camelcase():
                     "step": "Starting pod demo-bbbbb-worker-cpu-0 of the new generation (1/3)",
                     "appliedConfigHash": "h1", "appliedHeadUid": "u1", "appliedApps": "a1"},
         "redisNamespaces": ["c1-aaaaa", "c1-bbbbb"],
+        "workerGroups": [{"name": "cpu", "desired": 2, "running": 1, "requested": 3, "minReplicas": 1,
+                          "maxReplicas": 2, "rayResources": {"CPU": 2.0}}],
+        "autoscaler": {"generation": "aaaaa", "groups": {"cpu": {"replicas": 3, "workersToDelete": []}},
+                       "lastDecision": "cpu 2 -> 3 workers: Ray asked for 1 x cpu",
+                       "lastDecisionTime": "2024-05-01T10:00:00Z"},
     }
     status = ServeClusterStatus.model_validate(wire)
     assert status.active_generation == "aaaaa"
@@ -307,12 +316,19 @@ def test_worker_group_names_that_do_not(name):
         WorkerGroupSpec.model_validate({"name": name})
 
 
-@pytest.mark.parametrize("bound", ["minReplicas", "maxReplicas"])
-def test_worker_groups_have_no_replica_bounds(bound):
-    # Gone until Ray's autoscaler gives them a meaning; nothing used them.
+@pytest.mark.parametrize(
+    ("given", "bounds"),
+    [({}, (0, 2)), ({"maxReplicas": 5}, (0, 5)), ({"minReplicas": 1}, (1, 2)), ({"minReplicas": 3, "maxReplicas": 3},
+                                                                                (3, 3))],
+)
+def test_worker_group_bounds_default_to_zero_and_replicas(given, bounds):
+    assert WorkerGroupSpec.model_validate({"name": "cpu", "replicas": 2, **given}).bounds == bounds
+
+
+def test_a_worker_group_whose_min_exceeds_its_max_is_refused_naming_both():
     with pytest.raises(ValidationError) as error:
-        WorkerGroupSpec.model_validate({"name": "cpu", "replicas": 2, bound: 1})
-    assert error_fields(error.value) == {bound}
+        WorkerGroupSpec.model_validate({"name": "cpu", "minReplicas": 3, "maxReplicas": 2})
+    assert "minReplicas must not exceed maxReplicas" in str(error.value)
 
 
 @pytest.mark.parametrize("node", ["head", "group"])

@@ -267,10 +267,11 @@ def test_other_cel_rules_are_present():
     assert any("self.minReplicas <= self.maxReplicas" in r for r in _rules(autoscaling))
 
 
-def test_worker_groups_have_no_replica_bounds_until_an_autoscaler_gives_them_meaning():
+def test_worker_groups_have_replica_bounds_the_api_server_keeps_in_order():
     group = root_schema("ServeCluster")["properties"]["spec"]["properties"]["workerGroups"]["items"]
-    assert not {"minReplicas", "maxReplicas"} & set(group["properties"])
-    assert _rules(group) == []
+    assert {"minReplicas", "maxReplicas"} <= set(group["properties"])
+    assert group["properties"]["minReplicas"]["minimum"] == 0
+    assert any("self.minReplicas" in r and "self.maxReplicas" in r for r in _rules(group))
 
 
 @pytest.mark.parametrize("node", ["head", "workerGroups"])
