@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 HEAD_NODE_TYPE = "head"
+# Ray's config schema knows its own providers and "external" ones, named by a module; the autoscaler takes
+# serveplane's provider object directly (autoscaler.ServeplaneAutoscaler), so Ray never loads this name.
+PROVIDER_MODULE = "serveplane.runtime.autoscaler.Provider"
 # Ray's node-provider flags (ray.autoscaler._private.constants): pods are made by the operator, which runs Ray in
 # them itself; Ray neither installs nor restarts anything, nor checks launch configs.
 PROVIDER_FLAGS = {
@@ -63,7 +66,7 @@ def autoscaling_config(cluster: Mapping[str, Any], namespace: str) -> dict[str, 
         }
     idle = autoscaling.get("idleTimeoutSeconds")
     return {
-        "provider": {"type": "serveplane", "namespace": namespace, **PROVIDER_FLAGS},
+        "provider": {"type": "external", "module": PROVIDER_MODULE, "namespace": namespace, **PROVIDER_FLAGS},
         "cluster_name": cluster["metadata"]["name"],
         "head_node_type": HEAD_NODE_TYPE,
         "available_node_types": types,

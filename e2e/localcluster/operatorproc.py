@@ -20,6 +20,8 @@ from .controlplane import ControlPlane
 
 REPO = Path(__file__).resolve().parents[2]
 RULES_FILE = REPO / "helm" / "serveplane" / "files" / "rbac-rules.yaml"
+# The rules of Ray's autoscaler beside an autoscaling cluster's head, bound per cluster by the operator.
+AUTOSCALER_RULES_FILE = RULES_FILE.with_name("autoscaler-rules.yaml")
 CRDS_DIR = REPO / "crds"
 NAMESPACE = "serveplane-system"
 ACCOUNT = "serveplane-operator"

@@ -23,7 +23,7 @@ import yaml
 
 from serveplane.localcluster import helm as localhelm
 from serveplane.localcluster.controlplane import ControlPlane
-from serveplane.localcluster.operatorproc import CRDS_DIR, RULES_FILE
+from serveplane.localcluster.operatorproc import AUTOSCALER_RULES_FILE, CRDS_DIR, RULES_FILE
 from serveplane.localcluster.processes import free_port
 from serveplane.localcluster.testkit import condition, generation_of, head_pod, ray_pods, wait_for
 from serveplane.localcluster.testkit import get_object as get
@@ -181,7 +181,7 @@ def test_template_with_default_values(helm: Helm, controlplane: ControlPlane) ->
     election = f"{RELEASE}-leader-election"
     assert set(objects) == {
         ("ServiceAccount", ns, RELEASE), ("ClusterRole", "", RELEASE), ("ClusterRoleBinding", "", RELEASE),
-        ("Role", ns, election), ("RoleBinding", ns, election),
+        ("ClusterRole", "", f"{RELEASE}-autoscaler"), ("Role", ns, election), ("RoleBinding", ns, election),
         ("Service", ns, f"{RELEASE}-metrics"), ("Deployment", ns, RELEASE), ("PodDisruptionBudget", ns, RELEASE),
     }
     # RBAC: cluster-wide, the rules of files/rbac-rules.yaml, bound to the release's ServiceAccount; the Lease
@@ -194,6 +194,16 @@ def test_template_with_default_values(helm: Helm, controlplane: ControlPlane) ->
     assert objects[("RoleBinding", ns, election)]["subjects"] == binding["subjects"]
     assert objects[("RoleBinding", ns, election)]["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": election}
+    # Ray's autoscaler: its ClusterRole holds the rules of files/autoscaler-rules.yaml and nothing else, each one
+    # held by the operator too (it binds the role per cluster, which RBAC allows only to a holder of its rules),
+    # and it writes the status alone, never a spec.
+    autoscaler_rules = objects[("ClusterRole", "", f"{RELEASE}-autoscaler")]["rules"]
+    assert autoscaler_rules == yaml.safe_load(AUTOSCALER_RULES_FILE.read_text())
+    for rule in autoscaler_rules:
+        assert any(set(rule["apiGroups"]) <= set(mine["apiGroups"]) and set(rule["resources"]) <= set(
+            mine["resources"]) and set(rule["verbs"]) <= set(mine["verbs"]) for mine in rules_without_leases()), rule
+    assert {verb for rule in autoscaler_rules if "serveclusters" in rule["resources"] for verb in rule["verbs"]} == {
+        "get"}
 
     # Two replicas under leader election: a rollout may overlap them (only the Lease's holder reconciles).
     deployment = objects[("Deployment", ns, RELEASE)]
@@ -223,6 +233,7 @@ def test_template_with_default_values(helm: Helm, controlplane: ControlPlane) ->
     env = pod_env(container, "serveplane-7d9f8-x2k4q", ns)
     assert setting_envs() <= set(env), setting_envs() - set(env)
     settings, defaults = Settings.from_env(env), Settings()
+    assert settings.autoscaler_cluster_role == f"{RELEASE}-autoscaler"
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert settings == dataclasses.replace(
         defaults, default_image="serveplane/runtime:0.1.0", operator_pod_labels=selector
@@ -466,7 +477,9 @@ RELEASE_OBJECTS = [
     ("poddisruptionbudget", RELEASE), ("role", f"{RELEASE}-leader-election"),
     ("rolebinding", f"{RELEASE}-leader-election"),
 ]
-CLUSTER_OBJECTS = [("clusterrole", RELEASE), ("clusterrolebinding", RELEASE)]
+CLUSTER_OBJECTS = [
+    ("clusterrole", RELEASE), ("clusterrolebinding", RELEASE), ("clusterrole", f"{RELEASE}-autoscaler"),
+]
 
 
 @pytest.mark.parametrize("scope", ["cluster-wide", "namespaced"])

@@ -160,6 +160,12 @@ class World:
                 case DeleteOwned(kind="networkpolicies", name=name):
                     policies = {k: v for k, v in snap.network_policies.items() if k != name}
                     snap = dataclasses.replace(snap, network_policies=policies)
+                case Apply(kind=("serviceaccounts" | "rolebindings") as kind, obj=obj):
+                    access = {**snap.autoscaler_access, (kind, obj["metadata"]["name"]): obj}
+                    snap = dataclasses.replace(snap, autoscaler_access=access)
+                case DeleteOwned(kind=("serviceaccounts" | "rolebindings") as kind, name=name):
+                    access = {k: v for k, v in snap.autoscaler_access.items() if k != (kind, name)}
+                    snap = dataclasses.replace(snap, autoscaler_access=access)
                 case DeleteOwned(kind="secrets"):
                     snap = dataclasses.replace(snap, token_secret=None)
                 case CreateSecret(secret=secret):
