@@ -244,6 +244,7 @@ def serve_view(serve: dict[str, Any] | None, apps: list[Obj]) -> ServeView:
     for app in apps:
         name = objects.name(app)
         names = set((objects.status(app).get("deployments") or {}).keys())
+        names |= set(objects.status(app).get("knownDeployments") or ())
         names |= set(((reported.get(name) or {}).get("deployments") or {}).keys())
         if names:
             known[name] = frozenset(names)

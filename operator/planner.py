@@ -251,7 +251,9 @@ def _with_cluster(
             rejected_hash=rejected,
         )
     if reason is not None and head is not None and head_ip:
-        # The statuses wait for the next round, which sees what Serve made of the new config.
+        # The statuses wait for the next round, which sees what Serve made of the new config; but for the
+        # deployments Serve built, which the new config may name (ServeDeployments) while Serve rebuilds.
+        actions += _known_deployments(snap, serve)
         actions.append(Submit(config, config_digest, reason, str(head_ip), objects.uid(head), generation=roles.active))
         return Plan(actions=tuple(actions), busy=True, config_hash=composition.config_hash)
     pending_submit = _pending_submit(snap, stored, upgrade, composition, rejected)
@@ -375,6 +377,19 @@ def _upgrade(
 def _same_apps(applied_apps: Any, composition: Composition) -> bool:
     """The pending head runs the applications' config as composed now (its capacity may differ)."""
     return bool(applied_apps == compose_hash({"applications": composition.config["applications"]}))
+
+
+def _known_deployments(snap: Snapshot, serve: dict[str, Any] | None) -> list[Action]:
+    """The applications' knownDeployments alone, where Serve's report adds to them."""
+    actions: list[Action] = []
+    for app in snap.apps:
+        if objects.is_deleting(app):
+            continue
+        serve_app = ((serve or {}).get("applications") or {}).get(objects.name(app))
+        known = status.known_deployments(app, serve_app)
+        if known != (objects.status(app).get("knownDeployments") or []):
+            actions += _status(snap, APPS, app, {**objects.status(app), "knownDeployments": known})
+    return actions
 
 
 def _pending_submit(

@@ -201,9 +201,21 @@ def application_status(
         route_prefix=route,
         url=f"{view.serve_url}{route}" if view else None,
         deployments=deployment_replicas(serve_app) if serve_app else old.deployments,
+        known_deployments=known_deployments(app, serve_app),
         conditions=conditions.triple(generation, ready=ready, progressing=progressing, degraded=degraded),
     )
     return status.to_wire()
+
+
+def known_deployments(app: Obj, serve_app: dict[str, Any] | None) -> list[str]:
+    """The deployments an application's code builds: exactly those Serve reports once the application RUNNING,
+    and while Serve (re)builds it, those known before plus any reported. A new config empties Serve's list until
+    it is built: without the memory, a ServeDeployment applied with its application would leave the config, come
+    back, and have Serve rebuild forever."""
+    reported = set(((serve_app or {}).get("deployments") or {}).keys())
+    if (serve_app or {}).get("status") == "RUNNING":
+        return sorted(reported)
+    return sorted(reported | set(objects.status(app).get("knownDeployments") or ()))
 
 
 def deployment_status(sdep: Obj, verdict: Verdict | None, serve_app: dict[str, Any] | None) -> dict[str, Any]:

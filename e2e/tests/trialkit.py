@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import subprocess
 import sys
@@ -72,7 +73,9 @@ class EndpointTraffic:
     REREAD_S = 0.5
 
     def __init__(self, cp: ControlPlane, namespace: str, service: str, path: str, *, port: int = 8000,
-                 rate: float = 10.0) -> None:
+                 rate: float = 10.0, senders: int = 1) -> None:
+        """`senders` threads send at once, each about `rate` a second: that many requests are ongoing when each
+        one takes longer than the interval (load for Serve's autoscaling)."""
         self.cp, self.namespace, self.service, self.path, self.port = cp, namespace, service, path, port
         self.interval = 1.0 / rate
         self.sent = self.failed = 0
@@ -84,7 +87,10 @@ class EndpointTraffic:
         self.changes: list[tuple[float, list[str]]] = [(0.0, self.endpoints)]
         """(seconds since the start, ready endpoints) each time they changed: the timeline of a fault."""
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=target, daemon=True) for target in (self._send, self._read)]
+        self._lock = threading.Lock()
+        self._turns = itertools.count()
+        targets = [self._read] + [self._send] * senders
+        self._threads = [threading.Thread(target=target, daemon=True) for target in targets]
 
     def _read(self) -> None:
         empty_since = 0.0
@@ -110,11 +116,10 @@ class EndpointTraffic:
         return endpoints[turn % len(endpoints)] if endpoints else None
 
     def _send(self) -> None:
-        turn = 0
         while not self._stop.is_set():
-            ip, error = self.target(turn), ""
-            turn += 1
-            self.sent += 1
+            with self._lock:
+                ip, error = self.target(next(self._turns)), ""
+                self.sent += 1
             if ip is None:
                 ip, error = "", "no ready endpoint"
             else:
@@ -126,8 +131,9 @@ class EndpointTraffic:
                     # Any failure counts, a connection cut mid-answer (IncompleteRead) too.
                     error = f"{type(problem).__name__}: {problem}"
             if error:
-                self.failed += 1
-                self.failures.append((time.monotonic(), ip, error))
+                with self._lock:
+                    self.failed += 1
+                    self.failures.append((time.monotonic(), ip, error))
             time.sleep(self.interval)
 
     def carry_on(self, requests: int = 20, timeout: float = 120.0) -> None:

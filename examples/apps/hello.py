@@ -4,10 +4,13 @@ Deploy it with `import_path: serveplane.examples.hello:app` and `args: {greeting
 Routes (under the application's route_prefix):
   GET /         -> {"greeting", "replica", "node", "host", "pid"}
   GET /healthz  -> {"ok": true}
+  GET /work?seconds=S -> the same as /, after holding the replica S seconds (at most 10): load that keeps
+                         requests ongoing, which is what Serve's autoscaling counts
 """
 
 import os
 import socket
+import time
 from typing import Any
 
 import ray
@@ -52,6 +55,11 @@ class Hello:
     @fastapi_app.get("/healthz")
     def healthz(self) -> dict[str, bool]:
         return {"ok": True}
+
+    @fastapi_app.get("/work")
+    def work(self, seconds: float = 1.0) -> dict[str, Any]:
+        time.sleep(min(max(seconds, 0.0), 10.0))
+        return {"greeting": self._greeting, **_whoami()}
 
 
 def app(args: dict[str, Any]) -> Application:

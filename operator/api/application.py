@@ -70,3 +70,8 @@ class ServeApplicationStatus(StatusModel):
     deployments: dict[str, DeploymentReplicas] = Field(
         default_factory=dict, description="Serve's view of each deployment of the application."
     )
+    known_deployments: list[str] = Field(
+        default_factory=list,
+        description="The deployments the application's code builds, as Serve last reported them running (kept "
+        "while Serve rebuilds it): ServeDeployments are checked against them.",
+    )

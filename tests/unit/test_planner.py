@@ -744,3 +744,37 @@ def test_an_old_pod_draining_longer_than_the_timeout_fails_nothing(steady: World
     assert len(created) == 1, "the next new pod starts: the step taken is progress, not a timeout"
     steady.converge(60)
     assert generations_of(steady) == {steady.target()}
+
+
+def test_a_serve_deployment_applied_with_its_application_settles_after_one_rebuild(k8s: Any) -> None:
+    """Serve empties an application's deployments while it builds a new config: the deployments it built before
+    are remembered (knownDeployments), so the ServeDeployment stays in the config instead of leaving and coming
+    back with every rebuild (a PUT every round, the application never RUNNING)."""
+    sdep = k8s.sdep("hello-model", "hello", {"deploymentName": "Hello", "numReplicas": 2})
+    snap = Snapshot(namespace=k8s.namespace, name="demo", cluster=k8s.cluster("demo", CLUSTER_SPEC),
+                    apps=(k8s.app("hello"),), deployments=(sdep,), token_secret=TokenSecret("demo-ray-token", "d"),
+                    now=NOW)
+    world = World(k8s, snap)
+    world.converge()
+    submits = []
+    for _ in range(4):
+        # Serve built the application: it runs, with its deployment; then (after a new config) it rebuilds.
+        built = copy.deepcopy(world.serve)
+        assert built is not None
+        built["applications"]["hello"]["deployments"] = {"Hello": {"status": "HEALTHY", "replica_states": {}}}
+        world.set_serve(built)
+        plan = world.plan()
+        submits += [a for a in plan.actions if isinstance(a, Submit)]
+        world.apply(plan.actions)
+        rebuilding = copy.deepcopy(world.serve)
+        assert rebuilding is not None
+        rebuilding["applications"]["hello"].update({"status": "DEPLOYING", "deployments": {}})
+        world.set_serve(rebuilding)
+        plan = world.plan()
+        submits += [a for a in plan.actions if isinstance(a, Submit)]
+        world.apply(plan.actions)
+    assert len(submits) == 1, [s.reason for s in submits]
+    (override,) = [d for d in submits[0].config["applications"][0]["deployments"] if d["name"] == "Hello"]
+    assert override["num_replicas"] == 2
+    hello = next(a for a in world.snap.apps if a["metadata"]["name"] == "hello")
+    assert hello["status"]["knownDeployments"] == ["Hello"]
