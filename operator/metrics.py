@@ -1,4 +1,5 @@
-"""The operator's Prometheus metrics. Labels are bounded: kinds, results, methods and status classes only."""
+"""The operator's Prometheus metrics. Labels are bounded: kinds, results, methods and status classes, but for the
+worker-group gauge, one series per worker group and state (as KubeRay's per-cluster metrics)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from . import conditions
+from .api.kinds import CLUSTERS
 
 RECONCILES = Counter(
     "serveplane_reconcile_total", "Reconciles of a ServeCluster and everything on it, by result.", ["kind", "result"]
@@ -67,6 +69,7 @@ class ResourcesCollector(Collector):
             "Resources by kind and the status of their Ready condition.",
             labels=["kind", "ready"],
         )
+        yield self._worker_groups()
         for kind in self._kinds:
             counts = {"True": 0, "False": 0, "Unknown": 0}
             for obj in self._resources(kind):
@@ -76,3 +79,21 @@ class ResourcesCollector(Collector):
             for value, count in counts.items():
                 gauge.add_metric([kind, value], count)
         yield gauge
+
+    def _worker_groups(self) -> Metric:
+        """`serveplane_worker_group_pods`: each worker group's desired and running pods and, with Ray's
+        autoscaler, what it asks for, from the ServeClusters' status.workerGroups."""
+        gauge = GaugeMetricFamily(
+            "serveplane_worker_group_pods",
+            "Worker pods of a ServeCluster's group: desired (what the operator runs), running (Ready) and requested "
+            "(Ray's autoscaler's ask, before minReplicas/maxReplicas).",
+            labels=["namespace", "cluster", "group", "state"],
+        )
+        for obj in self._resources(CLUSTERS):
+            meta = obj.get("metadata") or {}
+            for group in (obj.get("status") or {}).get("workerGroups") or []:
+                for state in ("desired", "running", "requested"):
+                    if group.get(state) is not None:
+                        labels = [str(meta.get("namespace")), str(meta.get("name")), str(group.get("name")), state]
+                        gauge.add_metric(labels, float(group[state]))
+        return gauge

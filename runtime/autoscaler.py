@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+from ray._private.ray_constants import KV_NAMESPACE_SESSION
 from ray._raylet import GcsClient  # type: ignore[attr-defined]  # compiled: no stubs
 from ray.autoscaler._private.kuberay.node_provider import load_k8s_secrets
 from ray.autoscaler.v2.autoscaler import Autoscaler
@@ -187,12 +188,13 @@ def _session(gcs: GcsClient) -> str:
     """Ray's session name: the autoscaler's instance storage is keyed by it."""
     while True:
         try:
-            name = gcs.internal_kv_get(b"session_name", namespace=None, timeout=TIMEOUT_S)
+            name = gcs.internal_kv_get(b"session_name", KV_NAMESPACE_SESSION, timeout=TIMEOUT_S)
         except Exception as error:  # the head's Ray is still starting
             log.info("waiting for the GCS: %s", error)
             name = None
         if name:
             return str(name.decode())
+        log.info("waiting for Ray's session to start")
         time.sleep(INTERVAL_S)
 
 
@@ -226,5 +228,8 @@ def run(environ: Mapping[str, str]) -> None:
 def main() -> int:
     logging.basicConfig(level=os.environ.get("SERVEPLANE_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Ray's config check warns at every round that the legacy head_node/worker_nodes fields its own defaults add
+    # are dropped: noise in the log, nothing to act on.
+    logging.getLogger("ray.autoscaler._private.util").setLevel(logging.ERROR)
     run(os.environ)
     return 0

@@ -4,7 +4,8 @@ and the idle worker, the one Ray's autoscaler chose, is drained and removed, fai
 goes on. The autoscaler's decisions live in the status: re-applying the same manifests (client-side and
 server-side) changes nothing and shows no diff while the cluster runs more workers than its spec's `replicas`.
 
-The worker group's Ray CPUs (2) hold two replicas of 1 CPU; the head offers none. Runs in a namespace of its own.
+The worker group's Ray CPUs (2) hold two replicas of 1 CPU; the head offers none. Runs last, in a namespace of its
+own, once the upgrade tests' cluster is gone (the node's two cores).
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(trial: Trial) -> Iterator[World]:
     world = World(trial)
+    world.cp.kubectl("wait", "--for=delete", "namespace/upgrade", "--timeout=300s", check=False)
     world.cp.kubectl("create", "namespace", NS)
     world.cp.kubectl("apply", "-n", NS, "-f", "-", input=MANIFESTS)
     try:
