@@ -18,9 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from trialkit import EndpointTraffic, Poller, Trial
+from trialkit import EndpointTraffic, PodPeak, Trial
 
-from serveplane.localcluster.controlplane import KubectlError
 from serveplane.localcluster.incluster import ChartOperator
 from serveplane.localcluster.testkit import condition, generation_of, ray_pods
 from serveplane.localcluster.testkit import wait_for as _wait_for
@@ -60,25 +59,6 @@ spec:
       numReplicas: 2
       rayActorOptions: {{numCpus: 0.1}}
 """
-
-
-class PodCount(Poller):
-    """The cluster's Ray pods (terminating ones too: they still hold their node's resources) every half second:
-    the peak count and every generation seen."""
-
-    def __init__(self, upgrade: Upgrade) -> None:
-        super().__init__()
-        self.upgrade = upgrade
-        self.peak = 0
-        self.generations: set[str] = set()
-
-    def poll(self) -> None:
-        try:
-            pods = self.upgrade.pods()
-        except KubectlError:
-            return
-        self.peak = max(self.peak, len(pods))
-        self.generations |= {generation_of(p) for p in pods}
 
 
 class Upgrade:
@@ -150,10 +130,10 @@ def traffic(upgrade: Upgrade) -> EndpointTraffic:
     return EndpointTraffic(upgrade.cp, NS, f"{CLUSTER}-serve", "/hello/", rate=10.0)
 
 
-def roll_out(upgrade: Upgrade, patch: dict[str, Any], what: str) -> tuple[str, str, EndpointTraffic, PodCount, float]:
+def roll_out(upgrade: Upgrade, patch: dict[str, Any], what: str) -> tuple[str, str, EndpointTraffic, PodPeak, float]:
     """Apply a change that makes a new generation under load; wait for the cluster to run it alone."""
     old = wait_for("a settled cluster", upgrade.settled)
-    with traffic(upgrade) as load, PodCount(upgrade) as count:
+    with traffic(upgrade) as load, PodPeak(upgrade.pods) as count:
         load.carry_on(20)
         start = time.monotonic()
         upgrade.patch(patch)
@@ -202,7 +182,7 @@ def test_a_new_generation_that_cannot_run_the_application_never_gets_traffic_and
     wait_for("the application to run with its resource", lambda: upgrade.settled() == old and json.loads(
         upgrade.cp.kubectl("get", "sapp", "hello", "-n", NS, "-o", "json").stdout
     ).get("status", {}).get("serveStatus") == "RUNNING")
-    with traffic(upgrade) as load, PodCount(upgrade) as count:
+    with traffic(upgrade) as load, PodPeak(upgrade.pods) as count:
         head = {"env": [{"name": "SERVEPLANE_TRY", "value": "no-hello-resource"}]}
         upgrade.patch({"head": {**spec.get("head", {}), **head}, "workerGroups": groups})
         failed = wait_for("the upgrade to fail", lambda: (upgrade.status().get("upgrade") or {}).get("failure"))
@@ -227,7 +207,7 @@ def test_a_new_generation_that_cannot_run_the_application_never_gets_traffic_and
 
 def test_an_upgrade_resumes_after_the_operators_leader_is_killed_in_the_middle(upgrade: Upgrade) -> None:
     old = wait_for("a settled cluster", upgrade.settled)
-    with traffic(upgrade) as load, PodCount(upgrade) as count:
+    with traffic(upgrade) as load, PodPeak(upgrade.pods) as count:
         upgrade.patch({"image": upgrade.tag("0.1.0-d")})
         # Mid-upgrade: the new generation already serves beside the old one.
         wait_for("both generations to serve", lambda: len({

@@ -9,13 +9,14 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from serveplane.localcluster.controlplane import ControlPlane, KubectlError
 from serveplane.localcluster.stack import Stack
-from serveplane.localcluster.testkit import wait_for
+from serveplane.localcluster.testkit import generation_of, wait_for
 from serveplane.localcluster.trial import serve_endpoints
 
 SERVEPLANE = str(Path(sys.executable).parent / "serveplane")
@@ -62,6 +63,29 @@ class Poller:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(10)
+
+
+class PodPeak(Poller):
+    """Pods read every half second (terminating ones too, if `pods` returns them: they still hold their node's
+    resources): the peak count, every pod seen by name, and every generation seen."""
+
+    def __init__(self, pods: Callable[[], list[dict[str, Any]]]) -> None:
+        super().__init__()
+        self.pods = pods
+        self.peak = 0
+        self.seen: dict[str, dict[str, Any]] = {}
+
+    def poll(self) -> None:
+        try:
+            pods = self.pods()
+        except KubectlError:
+            return
+        self.peak = max(self.peak, len(pods))
+        self.seen.update({p["metadata"]["name"]: p for p in pods})
+
+    @property
+    def generations(self) -> set[str]:
+        return {generation_of(p) for p in self.seen.values()}
 
 
 class EndpointTraffic:
