@@ -61,7 +61,7 @@ def _render(args: argparse.Namespace) -> int:
         with open(path) as handle:
             docs += [d for d in yaml.safe_load_all(handle) if d]
     settings = Settings.from_env()
-    sections = render(docs, settings.default_image, settings.access)
+    sections = render(docs, settings.default_image, settings.access, settings.autoscaler_cluster_role)
     if not sections:
         print("no ServeCluster in the input: nothing would be created", file=sys.stderr)
         return 1

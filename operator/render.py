@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from . import objects
 from .api.cluster import AuthMode, ServeClusterSpec
 from .compose import Composition, compose, validation_message
-from .manifests import auth, netpol, network, pods
+from .manifests import auth, autoscaler, netpol, network, pods
 from .objects import Obj
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
@@ -29,7 +29,12 @@ def _of_kind(docs: list[Obj], kind: str) -> list[Obj]:
     return [_with_defaults(d) for d in docs if d and d.get("kind") == kind]
 
 
-def render(docs: list[Obj], default_image: str, access: netpol.Access | None = None) -> list[tuple[str, Any]]:
+def render(
+    docs: list[Obj],
+    default_image: str,
+    access: netpol.Access | None = None,
+    autoscaler_role: str = autoscaler.DEFAULT_CLUSTER_ROLE,
+) -> list[tuple[str, Any]]:
     """(title, content) sections: per ServeCluster its objects, then its Serve config and the verdicts."""
     sections: list[tuple[str, Any]] = []
     apps, sdeps = _of_kind(docs, "ServeApplication"), _of_kind(docs, "ServeDeployment")
@@ -62,6 +67,8 @@ def render(docs: list[Obj], default_image: str, access: netpol.Access | None = N
             built.append(netpol.network_policy(**args, spec=spec, access=access or netpol.Access()))
         if spec.auth.mode is AuthMode.TOKEN:
             built.append(auth.token_secret(**args))
+        if spec.autoscaling.enabled:
+            built += [autoscaler.service_account(**args), autoscaler.role_binding(**args, cluster_role=autoscaler_role)]
         sections.append((f"Kubernetes objects of ServeCluster {namespace}/{name}", built))
         serve_title = f"Serve config (PUT /api/serve/applications/, hash {composition.config_hash})"
         sections.append((serve_title, composition.config))

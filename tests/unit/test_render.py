@@ -315,3 +315,16 @@ def test_gpu_example_token_comes_from_its_secret(gpu_pods):
         assert env["RAY_AUTH_TOKEN"] == {
             "name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": {"name": "gpu-ray-token", "key": "token"}},
         }, name
+
+
+def test_an_autoscaling_cluster_renders_the_autoscalers_account_binding_and_container():
+    docs = [{"apiVersion": "serveplane.dev/v1alpha1", "kind": "ServeCluster", "metadata": {"name": "c"},
+             "spec": {"autoscaling": {"enabled": True},
+                      "workerGroups": [{"name": "cpu", "replicas": 1, "maxReplicas": 3}]}}]
+    objs = sections_by_title(render(docs, IMAGE, autoscaler_role="rel-autoscaler"))["Kubernetes objects"]
+    kinds = [o["kind"] for o in objs]
+    assert kinds[-2:] == ["ServiceAccount", "RoleBinding"]
+    assert objs[-1]["roleRef"]["name"] == "rel-autoscaler"
+    assert objs[-1]["subjects"] == [{"kind": "ServiceAccount", "name": "c-autoscaler", "namespace": "default"}]
+    head = objs[0]
+    assert [c["name"] for c in head["spec"]["containers"]] == ["ray", "autoscaler"]
