@@ -115,7 +115,8 @@ def world(trial: Trial) -> Iterator[World]:
     world = World(trial)
     world.cp.kubectl("wait", "--for=delete", "namespace/upgrade", "--timeout=300s", check=False)
     world.cp.kubectl("create", "namespace", NS)
-    world.cp.kubectl("apply", "-n", NS, "-f", "-", input=MANIFESTS)
+    # Server-side, as Argo CD's server-side apply makes them (and as test_gitops starts).
+    world.cp.kubectl("apply", "--server-side", "-n", NS, "-f", "-", input=MANIFESTS)
     try:
         world.cp.kubectl("wait", "-n", NS, "--for=condition=Ready", "--timeout=600s", f"scl/{CLUSTER}", "sapp/hello")
         wait_for("one replica running", lambda: world.replicas()[0] == 1)
@@ -151,8 +152,7 @@ def test_a_group_grows_for_replicas_that_do_not_fit_and_its_idle_worker_goes_wit
             status = world.status()
             group = status["workerGroups"][0]
             # Re-applying the manifests (as Argo CD or kubectl would) while the group runs more than `replicas`:
-            # a server-side diff, a client-side apply and its diff (kubectl's own annotation settles with the first
-            # re-apply, as in test_gitops), a server-side apply.
+            # a server-side diff, a client-side apply and its diff, a server-side apply (test_gitops' order).
             generation = world.get("scl", CLUSTER)["metadata"]["generation"]
             diffs = [world.diff("--server-side")]
             world.cp.kubectl("apply", "-n", NS, "-f", "-", input=MANIFESTS)
