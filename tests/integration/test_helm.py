@@ -262,7 +262,8 @@ def test_template_without_leader_election(helm: Helm) -> None:
     objects = by_kind(docs)
     assert set(objects) == {
         ("ServiceAccount", ns, RELEASE), ("ClusterRole", "", RELEASE), ("ClusterRoleBinding", "", RELEASE),
-        ("Service", ns, f"{RELEASE}-metrics"), ("Deployment", ns, RELEASE),
+        ("ClusterRole", "", f"{RELEASE}-autoscaler"), ("Service", ns, f"{RELEASE}-metrics"),
+        ("Deployment", ns, RELEASE),
     }
     deployment = objects[("Deployment", ns, RELEASE)]
     assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"}
