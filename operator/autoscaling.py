@@ -72,14 +72,14 @@ def worker_index(pod_name: str, cluster: str, generation: str, group: str) -> in
     return int(rest) if rest.isdigit() else None
 
 
-def pick(count: int, live: Iterable[int], taken: Iterable[int], chosen: Iterable[int]) -> list[int]:
-    """Which indices of a group run `count` workers: the live ones, those the autoscaler chose to remove last
-    (so they go first when the count drops, and only then), the lowest first; new ones take the lowest index no
-    pod holds (a terminating pod still holds its name)."""
+def pick(count: int, present: Iterable[int], chosen: Iterable[int]) -> list[int]:
+    """Which indices of a group run `count` workers: those of its pods now, the ones the autoscaler chose to
+    remove last (so they go first when the count drops, and only then), the lowest first; new ones take the lowest
+    free index. A terminating pod keeps its index unless chosen: a pod replaced in place comes back under its
+    name once gone, with no pod started beside it."""
     doomed_ones = set(chosen)
-    order = sorted(live, key=lambda i: (i in doomed_ones, i))
-    keep = order[:count]
-    used = set(taken) | set(keep)
+    keep = sorted(set(present), key=lambda i: (i in doomed_ones, i))[:count]
+    used = set(keep)
     free = (i for i in itertools.count() if i not in used)
     keep += list(itertools.islice(free, count - len(keep)))
     return sorted(keep)
@@ -100,20 +100,17 @@ def workers(
     out: dict[str, list[int]] = {}
     pods = list(pods)
     for group in spec.worker_groups:
-        live: list[int] = []
-        taken: list[int] = []
+        present: list[int] = []
         remove: list[int] = []
         for pod in pods:
             name = pod["metadata"]["name"]
             index = worker_index(name, cluster, generation, group.name)
             if index is None:
                 continue
-            taken.append(index)
-            if not pod["metadata"].get("deletionTimestamp"):
-                live.append(index)
+            present.append(index)
             if name in chosen:
                 remove.append(index)
-        out[group.name] = pick(counts[group.name], live, taken, remove)
+        out[group.name] = pick(counts[group.name], present, remove)
     return out
 
 

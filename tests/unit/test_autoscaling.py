@@ -69,24 +69,29 @@ def test_max_replicas_holds_however_much_is_asked():
 
 
 @pytest.mark.parametrize(
-    ("count", "live", "taken", "chosen", "expected"),
+    ("count", "present", "chosen", "expected"),
     [
-        ([2, [0, 1], [0, 1], [], [0, 1]]),
+        ([2, [0, 1], [], [0, 1]]),
         # Growing takes the lowest free index.
-        ([3, [0, 2], [0, 2], [], [0, 1, 2]]),
+        ([3, [0, 2], [], [0, 1, 2]]),
         # Shrinking without a choice drops the highest index.
-        ([1, [0, 1], [0, 1], [], [0]]),
+        ([1, [0, 1], [], [0]]),
         # Shrinking with the autoscaler's choice drops exactly that pod.
-        ([1, [0, 1], [0, 1], [0], [1]]),
-        ([2, [0, 1, 2], [0, 1, 2], [1], [0, 2]]),
+        ([1, [0, 1], [0], [1]]),
+        ([2, [0, 1, 2], [1], [0, 2]]),
         # A chosen pod the bounds keep (minReplicas) stays: no pod is replaced by another.
-        ([2, [0, 1], [0, 1], [1], [0, 1]]),
-        # A terminating pod still holds its name.
-        ([2, [0], [0, 1], [], [0, 2]]),
+        ([2, [0, 1], [1], [0, 1]]),
     ],
 )
-def test_which_indices_a_group_runs(count, live, taken, chosen, expected):
-    assert autoscaling.pick(count, live, taken, chosen) == expected
+def test_which_indices_a_group_runs(count, present, chosen, expected):
+    assert autoscaling.pick(count, present, chosen) == expected
+
+
+def test_a_pod_replaced_in_place_keeps_its_index_and_no_pod_starts_beside_it():
+    s = spec(enabled=False, replicas=2)
+    indices = autoscaling.workers(spec=s, cluster="demo", generation="g1", pods=[pod(0, deleting=True), pod(1)],
+                                  requested={}, chosen=set())
+    assert indices == {"cpu": [0, 1]}
 
 
 def test_the_pod_the_autoscaler_chose_is_the_one_that_goes():
