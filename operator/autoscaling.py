@@ -72,13 +72,13 @@ def worker_index(pod_name: str, cluster: str, generation: str, group: str) -> in
     return int(rest) if rest.isdigit() else None
 
 
-def pick(count: int, present: Iterable[int], chosen: Iterable[int]) -> list[int]:
+def pick(count: int, present: Iterable[int], chosen: Iterable[int], terminating: Iterable[int] = ()) -> list[int]:
     """Which indices of a group run `count` workers: those of its pods now, the ones the autoscaler chose to
-    remove last (so they go first when the count drops, and only then), the lowest first; new ones take the lowest
-    free index. A terminating pod keeps its index unless chosen: a pod replaced in place comes back under its
-    name once gone, with no pod started beside it."""
-    doomed_ones = set(chosen)
-    keep = sorted(set(present), key=lambda i: (i in doomed_ones, i))[:count]
+    remove last (so they go first when the count drops, and only then), terminating ones after running ones, the
+    lowest first; new ones take the lowest free index. A terminating pod keeps its index unless chosen: a pod
+    replaced in place comes back under its name once gone, with no pod started beside it."""
+    doomed_ones, going = set(chosen), set(terminating)
+    keep = sorted(set(present), key=lambda i: (i in doomed_ones, i in going, i))[:count]
     used = set(keep)
     free = (i for i in itertools.count() if i not in used)
     keep += list(itertools.islice(free, count - len(keep)))
@@ -102,6 +102,7 @@ def workers(
     for group in spec.worker_groups:
         present: list[int] = []
         remove: list[int] = []
+        going: list[int] = []
         for pod in pods:
             name = pod["metadata"]["name"]
             index = worker_index(name, cluster, generation, group.name)
@@ -110,7 +111,9 @@ def workers(
             present.append(index)
             if name in chosen:
                 remove.append(index)
-        out[group.name] = pick(counts[group.name], present, remove)
+            if pod["metadata"].get("deletionTimestamp"):
+                going.append(index)
+        out[group.name] = pick(counts[group.name], present, remove, going)
     return out
 
 

@@ -186,9 +186,12 @@ def test_a_group_grows_for_replicas_that_do_not_fit_and_its_idle_worker_goes_wit
     assert any("cpu: 1 -> 2 pods" in m for m in world.events("ScaledUp")), world.events("ScaledUp")
     assert workers.peak == MAX_WORKERS, f"never more than maxReplicas workers: {workers.peak}"
     assert load.failed == 0, load.failures[:5]
-    (left,) = world.workers()
-    assert chosen and left not in chosen and chosen <= set(workers.seen), (
-        f"the worker removed is the one the autoscaler chose: chose {chosen}, {left} left")
+    left = world.workers()
+    removed = set(workers.seen) - set(left)
+    why = (f"chose {chosen}, removed {removed}, left {left}; autoscaler: {world.status().get('autoscaler')}; "
+           f"events: {world.events('ScaledDown')}")
+    assert chosen and removed == chosen, f"the worker removed is the one the autoscaler chose: {why}"
+    assert len(left) == 1 and not set(left) & chosen, why
     assert any("cpu: 2 -> 1 pods" in m for m in world.events("ScaledDown")), world.events("ScaledDown")
     assert calm.failed == 0 and calm.no_endpoint_s == 0, calm.failures[:5]
     assert world.status()["workerGroups"][0]["desired"] == 1

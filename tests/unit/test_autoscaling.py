@@ -87,6 +87,10 @@ def test_which_indices_a_group_runs(count, present, chosen, expected):
     assert autoscaling.pick(count, present, chosen) == expected
 
 
+def test_of_two_chosen_pods_the_bounds_keep_the_running_one_not_the_terminating_one():
+    assert autoscaling.pick(1, [0, 1], chosen=[0, 1], terminating=[0]) == [1]
+
+
 def test_a_pod_replaced_in_place_keeps_its_index_and_no_pod_starts_beside_it():
     s = spec(enabled=False, replicas=2)
     indices = autoscaling.workers(spec=s, cluster="demo", generation="g1", pods=[pod(0, deleting=True), pod(1)],
