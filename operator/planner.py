@@ -155,8 +155,9 @@ def _autoscaler_access(snap: Snapshot, spec: ServeClusterSpec, uid: str, role: s
         (ROLEBINDINGS, autoscaler.role_binding(**args, cluster_role=role)),
     ]
     return [
-        Apply(kind, obj) for kind, obj in wanted
-        if not plan.covers(snap.autoscaler_access.get((kind, objects.name(obj))), obj)
+        action
+        for kind, obj in wanted
+        for action in _owned(snap, kind, obj, {n: o for (k, n), o in snap.autoscaler_access.items() if k == kind})
     ]
 
 
