@@ -5,7 +5,16 @@ always composed into one body. A resource with a problem never takes others down
 what is wrong, and its application is kept at the config Serve last ran for it, or left out if there is none.
 
 Precedence of deployment settings: the code's own defaults < ServeApplication.spec.deployments[] <
-ServeDeployment. Whichever layer sets numReplicas or autoscalingConfig decides between the two.
+ServeDeployment. Whichever layer sets numReplicas or autoscalingConfig decides between the two; nested settings
+(rayActorOptions, autoscalingConfig, loggingConfig, ...) merge key by key, userConfig and lists are replaced whole.
+Logging: the cluster's < the application's < the deployment's, which Serve itself resolves.
+
+Serve reads its start options (proxy location, HTTP and gRPC options, controller and tracing options) only when
+its controller starts and ignores them afterwards: `start_key` names them, and the ServeCluster's generation
+includes it, so a change there rolls a new generation (a zero-downtime upgrade) instead of being ignored.
+
+The merged settings of each deployment are checked against the rules Serve's schema enforces across fields: one
+application breaking them would otherwise fail the one PUT that carries every application of the cluster.
 """
 from __future__ import annotations
 
@@ -15,16 +24,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
 
 from . import objects
-from .api.application import ServeApplicationSpec
+from .api.application import ServeApplicationServicers, ServeApplicationSpec
 from .api.cluster import ServeClusterSpec
 from .api.deployment import DeploymentSettings, ServeDeploymentSpec
 from .objects import Obj
 
 REPLICA_MODES = ("num_replicas", "autoscaling_config")
-# Nested settings merged key by key across layers; anything else (user_config included) is replaced whole.
-NESTED = ("ray_actor_options", "autoscaling_config")
+# Settings replaced whole even though they are maps: the user's own data, whose keys mean nothing to Serve.
+REPLACED_WHOLE = ("user_config",)
+# Serve's own defaults where its cross-field rules need a value that no layer set.
+SERVE_MIN_REPLICAS = 1
+SERVE_MAX_REPLICAS = 1
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,7 @@ def validation_message(error: ValidationError) -> str:
 
 
 def _settings(model: DeploymentSettings) -> dict[str, Any]:
-    return model.model_dump(exclude_none=True, exclude={"name", "application", "deployment_name"})
+    return model.model_dump(exclude_none=True, exclude={"name", "application", "deployment_name"}, mode="json")
 
 
 def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -88,11 +101,62 @@ def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
         for mode in REPLICA_MODES:
             merged.pop(mode, None)
     for key, value in top.items():
-        if key in NESTED and isinstance(merged.get(key), dict):
+        if key not in REPLACED_WHOLE and isinstance(merged.get(key), dict) and isinstance(value, dict):
             merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
     return merged
+
+
+def _gang_problem(settings: dict[str, Any]) -> str | None:
+    gang = settings.get("gang_scheduling_config")
+    if gang is None:
+        return None
+    size = gang["gang_size"]
+    for other in ("max_replicas_per_node", "placement_group_strategy"):
+        if other in settings:
+            return f"{to_camel(other)} cannot be set with gangSchedulingConfig"
+    # Serve checks a fixed count only: under autoscaling it rounds to whole gangs itself.
+    count = settings.get("num_replicas")
+    if count is not None and "autoscaling_config" not in settings and count % size:
+        return f"numReplicas ({count}) must be a multiple of gangSchedulingConfig.gangSize ({size})"
+    return None
+
+
+def _autoscaling_problem(settings: dict[str, Any]) -> str | None:
+    auto = settings.get("autoscaling_config")
+    if auto is None:
+        return None
+    low, high = auto.get("min_replicas", SERVE_MIN_REPLICAS), auto.get("max_replicas", SERVE_MAX_REPLICAS)
+    initial = auto.get("initial_replicas")
+    if high < low:
+        return f"autoscalingConfig.maxReplicas ({high}) must be at least minReplicas ({low}; Serve's default is 1)"
+    if initial is not None and not low <= initial <= high:
+        return f"autoscalingConfig.initialReplicas ({initial}) must be between minReplicas ({low}) and maxReplicas " \
+            f"({high})"
+    return None
+
+
+def _placement_problem(settings: dict[str, Any]) -> str | None:
+    bundles = settings.get("placement_group_bundles")
+    selectors = settings.get("placement_group_bundle_label_selector")
+    if bundles is not None and "max_replicas_per_node" in settings:
+        return "maxReplicasPerNode cannot be set with placementGroupBundles"
+    if selectors is not None and bundles is None:
+        return "placementGroupBundleLabelSelector needs placementGroupBundles"
+    if selectors is not None and bundles is not None and len(selectors) not in (1, len(bundles)):
+        return f"placementGroupBundleLabelSelector needs 1 selector or one per bundle ({len(bundles)}), not " \
+            f"{len(selectors)}"
+    return None
+
+
+def deployment_problem(settings: dict[str, Any]) -> str | None:
+    """What Serve's schema would refuse in one deployment's merged settings, as the user wrote the fields."""
+    for check in (_gang_problem, _autoscaling_problem, _placement_problem):
+        problem = check(settings)
+        if problem is not None:
+            return problem
+    return None
 
 
 @dataclass
@@ -155,10 +219,25 @@ def _parse_deployments(
     return _ParsedDeployments(by_app, verdicts)
 
 
+class InvalidSettings(ValueError):
+    """An application's merged deployment settings break one of Serve's cross-field rules."""
+
+
 def _app_config(name: str, spec: ServeApplicationSpec, overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
     merged: dict[str, dict[str, Any]] = {d.name: _settings(d) for d in spec.deployments}
     for target, settings in overrides.items():
         merged[target] = _overlay(merged.get(target, {}), settings)
+    for target in sorted(merged):
+        problem = deployment_problem(merged[target])
+        if problem is not None:
+            raise InvalidSettings(f"deployment {target!r}: {problem}")
+    if spec.external_scaler_enabled:
+        scaled = sorted(t for t, settings in merged.items() if "autoscaling_config" in settings)
+        if scaled:
+            raise InvalidSettings(
+                "externalScalerEnabled: Serve's autoscaling must be off, but autoscalingConfig is set for "
+                + ", ".join(scaled)
+            )
     app: dict[str, Any] = {
         "name": name,
         "route_prefix": spec.effective_route_prefix(name),
@@ -166,20 +245,61 @@ def _app_config(name: str, spec: ServeApplicationSpec, overrides: dict[str, dict
         "args": spec.args or {},
         "deployments": [{"name": target, **merged[target]} for target in sorted(merged)],
     }
-    if spec.runtime_env:
-        app["runtime_env"] = spec.runtime_env
+    app |= spec.model_dump(
+        include={"runtime_env", "logging_config", "autoscaling_policy", "external_scaler_enabled"},
+        exclude_none=True,
+        mode="json",
+    )
     return app
 
 
-def _serve_options(cluster: ServeClusterSpec) -> dict[str, Any]:
-    http: dict[str, Any] = {"host": "0.0.0.0", "port": cluster.serve.http_port}
-    if cluster.serve.request_timeout_s is not None:
-        http["request_timeout_s"] = cluster.serve.request_timeout_s
-    return {
-        "proxy_location": cluster.serve.proxy_location.value,
-        "http_options": http,
-        "grpc_options": {"port": cluster.serve.grpc_port, "grpc_servicer_functions": []},
-    }
+def servicers(applications: list[Obj]) -> list[str]:
+    """The union of the applications' gRPC servicer functions. Read on their own, so an application whose spec
+    is invalid elsewhere keeps its servicers in the union (a change of the union restarts Serve's proxies)."""
+    found: set[str] = set()
+    for obj in applications:
+        if objects.is_deleting(obj):
+            continue
+        try:
+            found |= set(ServeApplicationServicers.model_validate(objects.spec(obj)).grpc_servicer_functions or ())
+        except ValidationError:
+            continue
+    return sorted(found)
+
+
+def start_options(cluster: ServeClusterSpec, applications: list[Obj]) -> dict[str, Any]:
+    """The part of the Serve config Serve reads only when its controller starts."""
+    serve = cluster.serve
+    http: dict[str, Any] = {"host": "0.0.0.0", "port": serve.http_port}
+    http |= serve.model_dump(include={"request_timeout_s", "keep_alive_timeout_s", "root_path"}, exclude_none=True)
+    grpc: dict[str, Any] = {"port": serve.grpc_port, "grpc_servicer_functions": servicers(applications)}
+    if serve.grpc_request_timeout_s is not None:
+        grpc["request_timeout_s"] = serve.grpc_request_timeout_s
+    if serve.grpc_enable_reflection is not None:
+        grpc["enable_reflection"] = serve.grpc_enable_reflection
+    options: dict[str, Any] = {"proxy_location": serve.proxy_location.value, "http_options": http, "grpc_options": grpc}
+    if serve.controller_env:
+        options["controller_options"] = {"runtime_env": {"env_vars": serve.controller_env}}
+    if serve.tracing_config is not None:
+        options["tracing_config"] = serve.tracing_config.model_dump(exclude_none=True, mode="json")
+    return options
+
+
+def start_key(cluster: ServeClusterSpec, applications: list[Obj]) -> str | None:
+    """A name for the start options, or None while they are those of a cluster that sets only its ports (what
+    every generation ran before start options counted: their names stay)."""
+    options = start_options(cluster, applications)
+    plain = ServeClusterSpec.model_validate(
+        {"serve": cluster.serve.model_dump(include={"http_port", "grpc_port"}, by_alias=True)}
+    )
+    return None if options == start_options(plain, []) else config_hash(options)
+
+
+def _serve_options(cluster: ServeClusterSpec, applications: list[Obj]) -> dict[str, Any]:
+    options = start_options(cluster, applications)
+    if cluster.serve.logging_config is not None:
+        options["logging_config"] = cluster.serve.logging_config.model_dump(exclude_none=True, mode="json")
+    return options
 
 
 def compose(
@@ -222,10 +342,16 @@ def compose(
             )
             continue
         routes[route] = name
-        composed.append(_app_config(name, spec, parsed.by_app.get(name, {})))
+        try:
+            app_config = _app_config(name, spec, parsed.by_app.get(name, {}))
+        except InvalidSettings as error:
+            del routes[route]
+            keep_last_good(name, Verdict(False, "InvalidSettings", str(error)))
+            continue
+        composed.append(app_config)
         verdicts[name] = Verdict(True, "Composed", "the application is in the Serve config")
 
-    config = {**_serve_options(cluster), "applications": sorted(composed, key=lambda a: a["name"])}
+    config = {**_serve_options(cluster, live), "applications": sorted(composed, key=lambda a: a["name"])}
     return Composition(config, config_hash(config), verdicts, parsed.verdicts)
 
 

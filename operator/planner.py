@@ -44,7 +44,7 @@ from .api.kinds import (
     SERVICEACCOUNTS,
     SERVICES,
 )
-from .compose import Composition, compose, serve_view, validation_message, with_capacity
+from .compose import Composition, compose, serve_view, start_key, validation_message, with_capacity
 from .compose import config_hash as compose_hash
 from .manifests import auth, autoscaler, cleanup, common, netpol, network, pods
 from .objects import Obj
@@ -167,7 +167,10 @@ def _with_cluster(
     name, namespace, uid = snap.name, snap.namespace, objects.uid(cluster)
     actions: list[Action] = []
     ray_pods = [p for p in snap.pods if not cleanup.is_cleanup_pod(p)]
-    target = pods.generation_name(cluster=name, namespace=namespace, uid=uid, spec=spec, image=image)
+    target = pods.generation_name(
+        cluster=name, namespace=namespace, uid=uid, spec=spec, image=image,
+        serve_start=start_key(spec, list(snap.apps)),
+    )
     stored = objects.status(cluster)
     roles = generations.roles(target=target, stored_active=stored.get("activeGeneration"), pods=ray_pods)
     actions += _services(snap, spec, uid, roles, ray_pods)

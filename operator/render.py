@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from . import objects
 from .api.cluster import AuthMode, ServeClusterSpec
-from .compose import Composition, compose, validation_message
+from .compose import Composition, compose, start_key, validation_message
 from .manifests import auth, autoscaler, netpol, network, pods
 from .objects import Obj
 
@@ -50,7 +50,7 @@ def render(
         ]
         composition = compose(spec, mine, [d for d in sdeps if objects.namespace(d) == namespace])
         args = {"cluster": name, "namespace": namespace, "uid": PLACEHOLDER_UID}
-        generation = pods.generation_name(**args, spec=spec, image=default_image)
+        generation = pods.generation_name(**args, spec=spec, image=default_image, serve_start=start_key(spec, mine))
         built = pods.ray_pods(
             cluster=name, namespace=namespace, uid=PLACEHOLDER_UID, spec=spec, image=default_image,
             generation=generation,

@@ -1,12 +1,13 @@
 """ServeApplication (short name `sapp`): one Serve application on a ServeCluster."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
 from .base import FREE_FORM, ApiModel, Condition, StatusModel, conditions_field, observed_generation_field, rules
 from .deployment import DeploymentReplicas, InlineDeployment
+from .serveoptions import IMPORT_ATTR_PATTERN, AutoscalingPolicy, LoggingConfig
 
 # `package.module:attribute`, as Serve's import_path, with the colon that makes the split unambiguous.
 IMPORT_PATH_PATTERN = (
@@ -48,6 +49,29 @@ class ServeApplicationSpec(ApiModel):
         description="Ray runtime environment of the application (working_dir, pip, env_vars, ...).",
         json_schema_extra=FREE_FORM,
     )
+    grpc_servicer_functions: list[Annotated[str, Field(pattern=IMPORT_ATTR_PATTERN, max_length=512)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="Import paths of the generated `add_<Service>Servicer_to_server` functions of the gRPC "
+        "services the application implements, e.g. `myapp.greeter_pb2_grpc.add_GreeterServicer_to_server`. The "
+        "cluster's gRPC proxies serve the union of its applications' lists; they import them at start, from the "
+        "Ray image (not the application's runtimeEnv), so a change rolls the cluster to a new generation. Clients "
+        "pick the application with the gRPC metadata `application: <metadata.name>`.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    logging_config: LoggingConfig | None = Field(
+        default=None, description="Serve's logging for the application's deployments (over the cluster's)."
+    )
+    autoscaling_policy: AutoscalingPolicy | None = Field(
+        default=None,
+        description="An application-level autoscaling policy deciding for all its deployments at once (Serve marks "
+        "it experimental); deployments without autoscalingConfig keep their own.",
+    )
+    external_scaler_enabled: bool | None = Field(
+        default=None,
+        description="Replicas are scaled by an external autoscaler through Serve's API; no deployment of the "
+        "application may set autoscalingConfig then.",
+    )
     deployments: list[InlineDeployment] = Field(
         default_factory=list,
         description="Settings per deployment of the application; ServeDeployment resources override these.",
@@ -56,6 +80,12 @@ class ServeApplicationSpec(ApiModel):
 
     def effective_route_prefix(self, name: str) -> str:
         return self.route_prefix or f"/{name}"
+
+
+class ServeApplicationServicers(StatusModel):
+    """Only the gRPC servicers of a ServeApplication's spec (other fields ignored), read apart from the rest."""
+
+    grpc_servicer_functions: list[Annotated[str, Field(pattern=IMPORT_ATTR_PATTERN)]] | None = None
 
 
 class ServeApplicationStatus(StatusModel):

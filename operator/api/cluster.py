@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from . import quantity
 from .base import FREE_FORM, ApiModel, Condition, StatusModel, conditions_field, observed_generation_field, rules
+from .serveoptions import LoggingConfig, TracingConfig
 
 RESOURCES_FIELD_DOC = "Container resources (requests and limits) of each pod of this kind, as in a Pod spec."
 RESOURCES_SCHEMA: dict[str, Any] = {
@@ -274,6 +275,32 @@ class ServeOptions(ApiModel):
     )
     request_timeout_s: float | None = Field(
         default=None, gt=0, description="End-to-end timeout of an HTTP request in the proxy, in seconds."
+    )
+    keep_alive_timeout_s: int | None = Field(
+        default=None,
+        ge=1,
+        description="Seconds the HTTP proxy keeps an idle client connection open (Serve's default: 90); keep it "
+        "above the idle timeout of the load balancer in front.",
+    )
+    root_path: str | None = Field(
+        default=None,
+        pattern=r"^(/[A-Za-z0-9._~-]+)+$",
+        description="Path prefix under which a reverse proxy mounts Serve (ASGI root_path), e.g. /serve.",
+    )
+    grpc_request_timeout_s: float | None = Field(
+        default=None, gt=0, description="End-to-end timeout of a gRPC request in the proxy, in seconds."
+    )
+    grpc_enable_reflection: bool | None = Field(
+        default=None, description="Serve gRPC server reflection (Serve's default: true), as grpcurl uses."
+    )
+    logging_config: LoggingConfig | None = Field(
+        default=None, description="Serve's logging for the controller, proxies and every application."
+    )
+    tracing_config: TracingConfig | None = Field(default=None, description="Serve's request tracing.")
+    controller_env: dict[str, str] | None = Field(
+        default=None,
+        description="Environment variables of Serve's controller actor (its runtime_env.env_vars, the only part "
+        "of it Serve allows).",
     )
 
 

@@ -4,9 +4,10 @@ The same settings appear inline in `ServeApplication.spec.deployments[]`; a Serv
 """
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import (
     FREE_FORM,
@@ -16,6 +17,14 @@ from .base import (
     conditions_field,
     observed_generation_field,
     rules,
+)
+from .serveoptions import (
+    AutoscalingPolicy,
+    BackpressureConfig,
+    DeploymentActor,
+    GangSchedulingConfig,
+    LoggingConfig,
+    RequestRouterConfig,
 )
 
 
@@ -51,6 +60,35 @@ class AutoscalingConfig(ApiModel):
     downscaling_factor: float | None = Field(
         default=None, gt=0, description="Multiplier applied to downscale decisions."
     )
+    smoothing_factor: float | None = Field(
+        default=None, gt=0, description="Multiplier applied to both scaling decisions (Serve's default: 1)."
+    )
+    upscale_smoothing_factor: float | None = Field(
+        default=None, gt=0, description="Multiplier applied to upscale decisions (replaces smoothingFactor)."
+    )
+    downscale_smoothing_factor: float | None = Field(
+        default=None, gt=0, description="Multiplier applied to downscale decisions (replaces smoothingFactor)."
+    )
+    downscale_to_zero_delay_s: float | None = Field(
+        default=None, ge=0, description="Seconds of no load before the last replica goes (minReplicas 0)."
+    )
+    aggregation_function: AggregationFunction | None = Field(
+        default=None, description="How the load over the look-back window is aggregated: mean (default), max, min."
+    )
+    policy: AutoscalingPolicy | None = Field(default=None, description="A custom autoscaling policy function.")
+
+
+class AggregationFunction(str, Enum):
+    MEAN = "mean"
+    MAX = "max"
+    MIN = "min"
+
+
+class PlacementGroupStrategy(str, Enum):
+    PACK = "PACK"
+    SPREAD = "SPREAD"
+    STRICT_PACK = "STRICT_PACK"
+    STRICT_SPREAD = "STRICT_SPREAD"
 
 
 class RayActorOptions(ApiModel):
@@ -60,6 +98,23 @@ class RayActorOptions(ApiModel):
     num_gpus: float | None = Field(default=None, ge=0, description="GPUs per replica.")
     memory: int | None = Field(default=None, ge=0, description="Memory per replica, in bytes.")
     resources: dict[str, float] | None = Field(default=None, description="Custom Ray resources per replica.")
+    accelerator_type: str | None = Field(
+        default=None, min_length=1, description="Accelerator type the replica needs, e.g. A100 (a Ray node label)."
+    )
+    label_selector: dict[str, str] | None = Field(
+        default=None, description="Ray node labels a replica's node must have, e.g. ray.io/market-type: spot."
+    )
+    fallback_strategy: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Ordered alternatives when no node matches labelSelector, each in Ray's snake_case "
+        "(e.g. label_selector).",
+        json_schema_extra={"items": FREE_FORM},
+    )
+    runtime_env: dict[str, Any] | None = Field(
+        default=None,
+        description="Ray runtime environment of the replicas, over the application's runtimeEnv.",
+        json_schema_extra=FREE_FORM,
+    )
 
 
 class DeploymentSettings(ApiModel):
@@ -93,7 +148,10 @@ class DeploymentSettings(ApiModel):
         default=None, ge=1, description="Most requests one replica handles at once."
     )
     max_queued_requests: int | None = Field(
-        default=None, ge=-1, description="Most requests queued per caller before rejecting (-1: no limit)."
+        default=None,
+        ge=-1,
+        description="Most requests queued per caller before rejecting (-1: no limit).",
+        json_schema_extra=rules(("self == -1 || self >= 1", "maxQueuedRequests must be -1 (no limit) or at least 1")),
     )
     max_replicas_per_node: int | None = Field(default=None, ge=1, description="Most replicas on one Ray node.")
     health_check_period_s: float | None = Field(
@@ -108,6 +166,49 @@ class DeploymentSettings(ApiModel):
     graceful_shutdown_timeout_s: float | None = Field(
         default=None, ge=0, description="Seconds a stopping replica gets to finish its requests."
     )
+    backpressure_config: BackpressureConfig | None = Field(
+        default=None, description="What callers get when the queue (maxQueuedRequests) is full."
+    )
+    placement_group_bundles: list[dict[str, float]] | None = Field(
+        default=None,
+        min_length=1,
+        description="Placement group bundles reserved for each replica, e.g. [{CPU: 1}, {GPU: 1}]; the replica runs "
+        "in the first, which must hold its rayActorOptions.",
+    )
+    placement_group_strategy: PlacementGroupStrategy | None = Field(
+        default=None, description="How the bundles are placed: PACK (default), SPREAD, STRICT_PACK, STRICT_SPREAD."
+    )
+    placement_group_bundle_label_selector: list[dict[str, str]] | None = Field(
+        default=None, description="Ray node labels per bundle, in the order of placementGroupBundles."
+    )
+    logging_config: LoggingConfig | None = Field(default=None, description="Serve's logging for this deployment.")
+    request_router_config: RequestRouterConfig | None = Field(
+        default=None, description="How callers pick a replica for each request."
+    )
+    gang_scheduling_config: GangSchedulingConfig | None = Field(
+        default=None, description="Schedule replicas in gangs that start and fail together."
+    )
+    deployment_actors: list[DeploymentActor] | None = Field(
+        default=None,
+        description="Actors shared by every replica of the deployment.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    rolling_update_percentage: float | None = Field(
+        default=None, gt=0, le=1, description="Share of replicas updated at a time in a rolling update (0.2)."
+    )
+    max_surge_percent: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Extra replicas a rolling update may start before old ones stop, in percent of the target.",
+    )
+
+    @field_validator("max_queued_requests")
+    @classmethod
+    def _queue_limit(cls, value: int | None) -> int | None:
+        if value == 0:
+            raise ValueError("maxQueuedRequests must be -1 (no limit) or at least 1")
+        return value
 
     @model_validator(mode="after")
     def _one_replica_mode(self) -> DeploymentSettings:

@@ -197,12 +197,18 @@ def head_pod(
     return _stamp(pod)
 
 
-def generation_name(*, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str) -> str:
+def generation_name(
+    *, cluster: str, namespace: str, uid: str, spec: ServeClusterSpec, image: str, serve_start: str | None = None
+) -> str:
     """The generation the spec asks for: a hash of what every Ray node of one cluster must run alike, which is
     what the head's pod spec holds (the image, the head's settings and Ray flags, the runtime's command, GCS and
-    auth settings). Worker groups are not in it: their changes roll in place."""
+    auth settings), and of Serve's start options (`serve_start`, compose.start_key), which Serve reads only when
+    it starts on a new head. Worker groups are not in it: their changes roll in place."""
     head = head_pod(cluster=cluster, namespace=namespace, uid=uid, spec=spec, image=image, generation="")
-    return pod_spec_hash(head)[:5]
+    digest = pod_spec_hash(head)
+    if serve_start is not None:
+        digest = hashlib.sha256(f"{digest}/{serve_start}".encode()).hexdigest()
+    return digest[:5]
 
 
 def ray_pods(
