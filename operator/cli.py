@@ -1,10 +1,11 @@
-"""The `serveplane` command: operator, crds, render, and dev (the local control plane for a laptop)."""
+"""The `serveplane` command: operator, crds, render, convert, and dev (the local control plane for a laptop)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -75,6 +76,29 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_all(path: str) -> list[Any]:
+    """The YAML documents of a file, or of standard input for `-`."""
+    if path == "-":
+        return list(yaml.safe_load_all(sys.stdin))
+    with open(path) as handle:
+        return list(yaml.safe_load_all(handle))
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .convert import ConvertError, convert, to_yaml
+
+    try:
+        docs = _load_all(args.file)
+        serve_config = _load_all(args.serve_config)[0] if args.serve_config else None
+        if serve_config is not None and not isinstance(serve_config, dict):
+            raise ConvertError(f"{args.serve_config} is not a Serve config (a map with `applications`)")
+        print(to_yaml(convert(docs, serve_config, image=args.image)), end="")
+    except (OSError, yaml.YAMLError, ConvertError) as error:
+        print(f"serveplane convert: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _dev(args: argparse.Namespace) -> int:
     from serveplane.localcluster import devenv, trial
 
@@ -102,6 +126,17 @@ def parser() -> argparse.ArgumentParser:
     ren = sub.add_parser("render", help="print the objects and Serve config a YAML file of resources would create")
     ren.add_argument("files", nargs="+")
     ren.set_defaults(func=_render)
+    conv = sub.add_parser(
+        "convert",
+        help="print the ServeCluster, ServeApplications and ServeDeployments equivalent to a KubeRay RayService "
+        "(or a RayCluster and --serve-config); what has no equivalent is listed in comments",
+    )
+    conv.add_argument("file", help="YAML with a RayService or a RayCluster (`-`: standard input)")
+    conv.add_argument("--serve-config", help="the Serve config (serve build's YAML) the RayCluster runs")
+    conv.add_argument(
+        "--image", help="the Ray image of the ServeCluster instead of the KubeRay one (it needs serveplane's runtime)"
+    )
+    conv.set_defaults(func=_convert)
     dev = sub.add_parser(
         "dev", help="the local trial: up (control plane, a real node, the chart, Ray, examples), down, kubectl ARGS..."
     )
