@@ -28,6 +28,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from .api.application import ServeApplicationSpec
 from .api.base import API_VERSION
@@ -153,6 +154,14 @@ class _Missing:
 MISSING = _Missing()
 
 
+def fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """The model's fields with their annotations resolved: a model that names a class defined below it (an enum
+    of its module) keeps a forward reference until pydantic completes it, which happens lazily."""
+    if not model.__pydantic_complete__:
+        model.model_rebuild()
+    return model.model_fields
+
+
 def _submodel(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     """(the model, whether a list of it) a field holds, looking through `X | None`; (None, False) for others."""
     origin = get_origin(annotation)
@@ -170,10 +179,11 @@ def _submodel(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
 @cache
 def _adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
     """Validates one field's value alone: its type with its constraints (ge, pattern, ...)."""
-    info = model.model_fields[name]
-    if not info.metadata:
-        return TypeAdapter(info.annotation)
-    return TypeAdapter(Annotated[(info.annotation, *info.metadata)])  # type: ignore[valid-type]
+    info = fields(model)[name]
+    annotation: Any = info.annotation
+    if info.metadata:
+        annotation = Annotated.__class_getitem__((annotation, *info.metadata))  # type: ignore[attr-defined]
+    return TypeAdapter(annotation)
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -215,14 +225,17 @@ def _no_field(model: type[BaseModel], key: Any) -> str:
 def map_field(model: type[BaseModel], name: str, value: Any, path: str, out: Output) -> Any:
     """`value` for the field `name` of `model`, nested models mapped key by key; MISSING (and a note on `out`)
     when the model has no such field or the field refuses the value. `path` is where the value is in the input."""
-    info = model.model_fields.get(name)
+    info = fields(model).get(name)
     if info is None:
         out.note(path, _no_field(model, name))
         return MISSING
+    raw = value
     nested, is_list = _submodel(info.annotation)
     handled = False
     if nested is not None and not is_list and isinstance(value, dict):
         value, handled = map_onto(nested, value, path, out), True
+        if not value and value != raw:
+            return MISSING  # every key was refused (and noted): an empty one would mean the defaults, not theirs
     elif nested is not None and is_list and isinstance(value, list) and all(isinstance(v, dict) for v in value):
         value, handled = [map_onto(nested, item, child(path, i), out) for i, item in enumerate(value)], True
     error = field_error(model, name, value)
@@ -256,7 +269,7 @@ def to_wire_keys(model: type[BaseModel], data: Mapping[str, Any]) -> dict[str, A
     the shape of a document the model refuses, printed commented out for a fix by hand."""
     out: dict[str, Any] = {}
     for key, value in data.items():
-        info = model.model_fields.get(key)
+        info = fields(model).get(key)
         if info is None:
             out[key] = value
             continue
@@ -379,7 +392,7 @@ SERVICERS = "grpc_servicer_functions"
 
 def _option_field(section: str, key: str) -> str | None:
     prefixes = _SECTION_PREFIXES.get(section, (section.removesuffix("_options") + "_",))
-    return next((p + key for p in prefixes if p + key in ServeOptions.model_fields), None)
+    return next((p + key for p in prefixes if p + key in fields(ServeOptions)), None)
 
 
 def _section(section: str, values: Any, path: str, out: Output) -> dict[str, Any]:
@@ -409,7 +422,7 @@ def serve_options(config: Mapping[str, Any], path: str, out: Output) -> dict[str
         where = child(path, str(key))
         if key == "applications":
             continue
-        if key in ServeOptions.model_fields or not str(key).endswith("_options"):
+        if key in fields(ServeOptions) or not str(key).endswith("_options"):
             converted = map_field(ServeOptions, str(key), value, where, out)
             if converted is not MISSING:
                 options[str(key)] = converted
@@ -423,8 +436,8 @@ def _free_grpc_port(options: dict[str, Any], out: Output) -> None:
     serve Service would have one port twice, so the gRPC proxy moves to the next free one."""
     if "grpc_port" in options:
         return
-    default = ServeOptions.model_fields["grpc_port"].default
-    http, grpc = options.get("http_port", ServeOptions.model_fields["http_port"].default), default
+    default = fields(ServeOptions)["grpc_port"].default
+    http, grpc = options.get("http_port", fields(ServeOptions)["http_port"].default), default
     while grpc == http:
         grpc += 1
     if grpc != default:
@@ -942,7 +955,7 @@ def _head_env(head_group: Mapping[str, Any], head_path: str) -> tuple[dict[str, 
     containers = ((template or {}).get("spec") or {}).get("containers") or [{}]
     env = (containers[0].get("env") or []) if isinstance(containers[0], dict) else []
     env_path = child(container_path, "env")
-    named = {item.get("name"): (child(env_path, index), item) for index, item in enumerate(env)
+    named = {str(item.get("name")): (child(env_path, index), item) for index, item in enumerate(env)
              if isinstance(item, dict)}
     return named, env_path
 
@@ -986,8 +999,9 @@ def gcs_fault_tolerance(
     enabled_key, namespace_key = _GCS_ANNOTATIONS
     head_group = rc.get("headGroupSpec") if isinstance(rc.get("headGroupSpec"), dict) else {}
     options_path = child(path, "gcsFaultToleranceOptions")
+    used: set[str] = set()
     if "gcsFaultToleranceOptions" in rc:
-        result, used = _gcs_options(rc["gcsFaultToleranceOptions"], options_path, out), set()
+        result = _gcs_options(rc["gcsFaultToleranceOptions"], options_path, out)
     else:
         result, used = _legacy_gcs(head_group or {}, child(path, "headGroupSpec"), out)
     if enabled_key in annotations:
@@ -1043,7 +1057,7 @@ def ray_cluster(
         parts.spec["gcs_fault_tolerance"] = gcs
     serve = parts.spec.get("serve", {})
     serve_ports = frozenset(
-        serve.get(name, ServeOptions.model_fields[name].default) for name in ("http_port", "grpc_port")
+        serve.get(name, fields(ServeOptions)[name].default) for name in ("http_port", "grpc_port")
     )
     head_node = _Node(child(path, "headGroupSpec"), out, frozenset(consumed), serve_ports)
     groups: list[_Node] = []
