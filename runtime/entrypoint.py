@@ -45,6 +45,9 @@ def ray_env(environ: Mapping[str, str], *, temp: str, ray_drain_s: float) -> dic
     # A RAY_ADDRESS inherited from the image would point `ray start` elsewhere.
     env.pop("RAY_ADDRESS", None)
     env[cli.RAY_DRAIN_ENV] = f"{ray_drain_s:g}"
+    # Without RAY_AUTH_MODE, Ray 2.60 turns token authentication on whenever ~/.ray/auth_token exists (an image
+    # may ship one): the operator, which then has no token, would be refused. The mode is the operator's choice.
+    env.setdefault("RAY_AUTH_MODE", "disabled")
     return env
 
 

@@ -193,3 +193,16 @@ def test_worker_ray_start_command_uses_the_given_address() -> None:
     assert "--head" not in command and not any(p.startswith("--dashboard") for p in command)
     with pytest.raises(cli.ArgsError):
         cli.ray_start_command(parsed, python="py", node_ip="x", temp="/t", gcs_address=None)
+
+
+@pytest.mark.parametrize(("environ", "mode"), [
+    ({}, "disabled"),  # not Ray's default: a ~/.ray/auth_token in the image would switch token auth on
+    ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "t"}, "token"),
+    ({"RAY_AUTH_MODE": "disabled"}, "disabled"),
+])
+def test_ray_start_gets_the_operators_auth_mode_explicitly(environ: dict[str, str], mode: str) -> None:
+    from serveplane.runtime.entrypoint import ray_env
+
+    env = ray_env({"RAY_ADDRESS": "elsewhere:6379", **environ}, temp="/tmp/x", ray_drain_s=5)
+    assert env["RAY_AUTH_MODE"] == mode
+    assert "RAY_ADDRESS" not in env and env["TMPDIR"] == "/tmp/x"
