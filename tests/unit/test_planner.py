@@ -25,6 +25,7 @@ from serveplane.operator.actions import (
 )
 from serveplane.operator.api.cluster import ServeClusterSpec
 from serveplane.operator.cache import ORPHANS
+from serveplane.operator.compose import start_key
 from serveplane.operator.manifests import auth, common, netpol, pods
 from serveplane.operator.plan import FINALIZER
 from serveplane.operator.snapshot import Rejection, Snapshot, TokenSecret
@@ -204,6 +205,9 @@ class World:
                     names = {app["name"]: self.app_state for app in a.config["applications"]}
                     pods_of = [p for p in snap.pods if generation_of(p) == generation]
                     report = {**serve_report(pods_of, names), "target_capacity": a.config.get("target_capacity")}
+                    # As Serve: the gRPC options of the first config a head gets stay until it goes.
+                    report["grpc_options"] = (snap.reports.get(generation) or {}).get("grpc_options") or a.config[
+                        "grpc_options"]
                     snap = dataclasses.replace(
                         snap,
                         cluster=self._replace((snap.cluster,), snap.name, applied)[0],
@@ -224,6 +228,8 @@ class World:
             old = snap.reports.get(generation) or {}
             pods_of = [p for p in snap.pods if generation_of(p) == generation]
             reports[generation] = {**serve_report(pods_of, names), "target_capacity": old.get("target_capacity")}
+            if "grpc_options" in old:
+                reports[generation]["grpc_options"] = old["grpc_options"]
         return dataclasses.replace(snap, reports=reports)
 
     def target(self) -> str:
@@ -231,7 +237,10 @@ class World:
         assert self.snap.cluster is not None
         spec = ServeClusterSpec.model_validate(self.snap.cluster["spec"])
         uid = self.snap.cluster["metadata"]["uid"]
-        return pods.generation_name(cluster="demo", namespace=self.snap.namespace, uid=uid, spec=spec, image=IMAGE)
+        return pods.generation_name(
+            cluster="demo", namespace=self.snap.namespace, uid=uid, spec=spec, image=IMAGE,
+            serve_start=start_key(spec, list(self.snap.apps)),
+        )
 
     @property
     def serve(self) -> dict[str, Any] | None:
@@ -620,6 +629,22 @@ def test_an_incremental_upgrade_never_runs_more_than_one_extra_pod_and_always_se
     assert len(serving_pods(steady)) == 3
     assert steady.serve is not None and steady.serve.get("target_capacity") is None, "full capacity at the end"
     assert any("Moving pod" in e for e in seen["events"]) and any("runs the cluster" in e for e in seen["events"])
+
+
+def test_a_new_grpc_servicer_rolls_a_new_generation_whose_serve_starts_with_it(steady: World, k8s: Any) -> None:
+    old = steady.target()
+    servicer = "serveplane.examples.greeter_pb2_grpc.add_GreeterServicer_to_server"
+    steady.snap = dataclasses.replace(
+        steady.snap, apps=(*steady.snap.apps, k8s.app("greeter", {"grpcServicerFunctions": [servicer]}))
+    )
+    seen = upgrade(steady)
+    new = steady.target()
+    assert new != old, "Serve reads grpc_options only when it starts: the servicer needs a new head"
+    assert seen["peak_pods"] <= 4 and seen["no_endpoint_rounds"] == 0
+    assert generations_of(steady) == {new}
+    assert steady.serve is not None
+    assert steady.serve["grpc_options"]["grpc_servicer_functions"] == [servicer]
+    assert set(steady.serve["applications"]) == {"hello", "greeter"}
 
 
 def test_capacities_follow_each_generations_share_of_the_endpoints(steady: World) -> None:
