@@ -1382,6 +1382,23 @@ def convert(
 # --- text ----------------------------------------------------------------------------------------------------------
 
 
+# A plain scalar that YAML 1.1 (PyYAML, which dumps it unquoted) reads as a string but kubectl's YAML reader as a
+# number: an exponent without a dot (a hash such as 8403e57), or an octal of YAML 1.2 (0o17).
+_NUMBER_TO_KUBECTL = re.compile(r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+|0o[0-7]+")
+
+
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper, quoting the strings kubectl would take for numbers."""
+
+
+def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "'" if _NUMBER_TO_KUBECTL.fullmatch(value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _string)
+
+
 def _comment(text: str) -> str:
     return "# " + " ".join(text.split())
 
@@ -1392,7 +1409,7 @@ def document_text(out: Output) -> str:
     lines = [_comment(f"from {out.source}" if out.obj is not None or not out.notes else out.source)]
     lines += [_comment(f"not converted: {note.path or '(the whole document)'}: {note.reason}") for note in out.notes]
     lines += [_comment(f"note: {remark}") for remark in out.remarks]
-    body = yaml.safe_dump(out.obj, sort_keys=False) if out.obj is not None else ""
+    body = yaml.dump(out.obj, Dumper=_Dumper, sort_keys=False) if out.obj is not None else ""
     if out.disabled:
         body = "".join(f"# {line}\n" for line in body.splitlines())
     return "\n".join(lines) + "\n" + body

@@ -658,3 +658,11 @@ def test_ray_service_sample_by_hand() -> None:
                         "Multiplier": 1, "Router": 1}
     assert {d["spec"]["application"] for d in docs if d["kind"] == "ServeDeployment"} == {"fruit-app", "math-app"}
     assert noted_paths(convert.to_yaml(conversion)) == ["spec.rayClusterConfig.rayVersion"]
+
+
+@pytest.mark.parametrize("text", ["8403e57", "1e3", "-2E-5", "0o17"])
+def test_strings_kubectl_would_read_as_numbers_are_quoted(text: str) -> None:
+    """PyYAML writes these plain (to YAML 1.1 they are strings); kubectl's reader would make numbers of them."""
+    printed = convert.document_text(convert.Output({"args": {"revision": text}}, "test"))
+    assert f"revision: '{text}'" in printed
+    assert yaml.safe_load(printed) == {"args": {"revision": text}}
