@@ -4,6 +4,9 @@ A server-side dry run (`kubectl apply --dry-run=server`): the CRDs' schemas and 
 ServeCluster, ServeApplications and ServeDeployments, and Kubernetes' own validation and admission check the
 objects the operator would build from them (`serveplane render`): pods with the samples' pod templates merged in,
 Services, the NetworkPolicy, the autoscaler's account. Nothing is created.
+
+Not called test_convert.py like its unit test: the test folders are not packages, so pytest refuses two test modules
+of one name in a run.
 """
 from __future__ import annotations
 
