@@ -183,3 +183,34 @@ class EndpointTraffic:
         window = f", failures within {self.failures[-1][0] - self.failures[0][0]:.1f} s" if self.failures else ""
         return (f"{what}: {self.sent} requests to {self.service}{self.path} over its ready endpoints, "
                 f"{self.failed} failed{window}, {self.no_endpoint_s:.1f} s with no ready endpoint")
+
+
+class CallTraffic(EndpointTraffic):
+    """EndpointTraffic whose requests are made by `call(ip)` (a gRPC call, say) instead of an HTTP GET: spread over
+    the Service's ready endpoints re-read every half second, counted the same way. A call fails when it raises
+    (any exception: a gRPC status, a wrong answer); `what` names the calls in the report."""
+
+    def __init__(self, cp: ControlPlane, namespace: str, service: str, what: str, call: Callable[[str], object], *,
+                 rate: float = 10.0) -> None:
+        super().__init__(cp, namespace, service, what, rate=rate, senders=0)
+        self.call = call
+        self._threads.append(threading.Thread(target=self._call, daemon=True))
+
+    def _call(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                ip = self.target(next(self._turns))
+                self.sent += 1
+            if ip is None:
+                error = "no ready endpoint"
+            else:
+                try:
+                    self.call(ip)
+                    error = ""
+                except Exception as problem:  # every failure counts: a gRPC status, a wrong answer
+                    error = f"{type(problem).__name__}: {problem}"
+            if error:
+                with self._lock:
+                    self.failed += 1
+                    self.failures.append((time.monotonic(), ip or "", error))
+            time.sleep(self.interval)
