@@ -343,8 +343,10 @@ def _dispatch(
     handlers: Mapping[str, Callable[[Any, str], None]],
     reasons: Mapping[str, str],
     what: str,
+    otherwise: Callable[[str, Any, str], None] | None = None,
 ) -> None:
-    """Each key of the KubeRay object `data` to its handler, or noted with its reason (or as unknown)."""
+    """Each key of the KubeRay object `data` to its handler, else noted with its reason, else to `otherwise`
+    (key, value, path) when given, else noted as unknown."""
     if not isinstance(data, dict):
         out.note(path, f"{what} must be a map")
         return
@@ -352,8 +354,10 @@ def _dispatch(
         where = child(path, str(key))
         if key in handlers:
             handlers[key](value, where)
-        else:
+        elif key in reasons or otherwise is None:
             out.note(where, reasons.get(key, f"not a field of KubeRay v1.5.0's {what} that serveplane knows"))
+        else:
+            otherwise(str(key), value, where)
 
 
 def _off_or_note(value: Any, path: str, out: Output, reason: str, off: Any = False) -> None:
@@ -670,28 +674,26 @@ def _env(env: Any, path: str, node: _Node) -> None:
 def _ray_container(container: Any, path: str, node: _Node) -> None:
     """KubeRay's first container is Ray's: its image, resources and env map to the group's fields, what
     serveplane owns (command, probes, preStop, Ray's ports) is noted, the rest goes to the podTemplate's `ray`."""
-    if not isinstance(container, dict):
-        node.out.note(path, "a container must be a map")
-        return
-    for key, value in container.items():
-        where = child(path, str(key))
-        if key == "name":
-            node.out.map(where)  # serveplane's Ray container is always called `ray`
-        elif key == "image":
-            node.image = value
-            node.out.map(where)
-        elif key == "resources":
-            node.spec["resources"] = value
-            node.out.map(where)
-        elif key == "env":
-            _env(value, where, node)
-        elif key == "ports":
-            _ports(value, where, node)
-        elif key in _CONTAINER_REASONS:
-            node.out.note(where, _CONTAINER_REASONS[key])
-        else:
-            node.ray_container[key] = value
-            node.out.map(where)
+    def image(value: Any, where: str) -> None:
+        node.image = value
+        node.out.map(where)
+
+    def resources(value: Any, where: str) -> None:
+        node.spec["resources"] = value
+        node.out.map(where)
+
+    def extra(key: str, value: Any, where: str) -> None:
+        node.ray_container[key] = value
+        node.out.map(where)
+
+    handlers: dict[str, Callable[[Any, str], None]] = {
+        "name": lambda v, w: node.out.map(w),  # serveplane's Ray container is always called `ray`
+        "image": image,
+        "resources": resources,
+        "env": lambda v, w: _env(v, w, node),
+        "ports": lambda v, w: _ports(v, w, node),
+    }
+    _dispatch(container, path, node.out, handlers, _CONTAINER_REASONS, "container", otherwise=extra)
 
 
 def _containers(containers: Any, path: str, node: _Node) -> None:
@@ -713,16 +715,12 @@ def _containers(containers: Any, path: str, node: _Node) -> None:
 def _pod_spec(spec: Any, path: str, node: _Node) -> None:
     """Every field of the pod spec but `containers` goes to the podTemplate as it is (nodeSelector, tolerations,
     affinity, volumes, serviceAccountName, ...): the podTemplate merges them into serveplane's pod."""
-    if not isinstance(spec, dict):
-        node.out.note(path, "the pod template's spec must be a map")
-        return
-    for key, value in spec.items():
-        where = child(path, str(key))
-        if key == "containers":
-            _containers(value, where, node)
-        else:
-            node.pod[key] = value
-            node.out.map(where)
+    def keep(key: str, value: Any, where: str) -> None:
+        node.pod[key] = value
+        node.out.map(where)
+
+    handlers = {"containers": lambda v, w: _containers(v, w, node)}
+    _dispatch(spec, path, node.out, handlers, {}, "pod template spec", otherwise=keep)
 
 
 def _template(template: Any, path: str, node: _Node) -> None:
