@@ -1266,7 +1266,7 @@ def _metadata(meta: Any, path: str, out: Output) -> dict[str, Any]:
     return copied
 
 
-def _context(doc: Mapping[str, Any], image: str | None) -> _Context:
+def _context(doc: Mapping[str, Any], image: str | None, taken: set[tuple[str, str]] | None) -> _Context:
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
     name = str((meta or {}).get("name") or "converted")
     labels = (meta or {}).get("labels")
@@ -1276,6 +1276,7 @@ def _context(doc: Mapping[str, Any], image: str | None) -> _Context:
         namespace=(meta or {}).get("namespace"),
         labels=dict(labels) if isinstance(labels, dict) else {},
         image=image,
+        taken=set() if taken is None else taken,
     )
 
 
@@ -1305,9 +1306,12 @@ def _kubernetes_object(doc: Mapping[str, Any], out: Output) -> tuple[Any, str, d
     return doc.get("spec"), "spec", annotations if isinstance(annotations, dict) else {}
 
 
-def convert_ray_service(doc: Mapping[str, Any], image: str | None = None) -> list[Output]:
-    """A RayService -> its ServeCluster, then each application's ServeApplication and ServeDeployments."""
-    ctx = _context(doc, image)
+def convert_ray_service(
+    doc: Mapping[str, Any], image: str | None = None, taken: set[tuple[str, str]] | None = None
+) -> list[Output]:
+    """A RayService -> its ServeCluster, then each application's ServeApplication and ServeDeployments. `taken`:
+    the (kind, name) of documents made before, shared by the documents of one file so that names stay unique."""
+    ctx = _context(doc, image, taken)
     parts = _ClusterParts(Output(None, ctx.source), ctx)
     spec, path, annotations = _kubernetes_object(doc, parts.out)
     copied = _metadata(doc.get("metadata"), "metadata", parts.out)
@@ -1320,11 +1324,14 @@ def convert_ray_service(doc: Mapping[str, Any], image: str | None = None) -> lis
 
 
 def convert_ray_cluster(
-    doc: Mapping[str, Any], serve_config: Mapping[str, Any] | None = None, image: str | None = None
+    doc: Mapping[str, Any],
+    serve_config: Mapping[str, Any] | None = None,
+    image: str | None = None,
+    taken: set[tuple[str, str]] | None = None,
 ) -> list[Output]:
     """A RayCluster (and the Serve config it would run, paths under `serveConfig`) -> a ServeCluster, and the
-    ServeApplications and ServeDeployments of the Serve config."""
-    ctx = _context(doc, image)
+    ServeApplications and ServeDeployments of the Serve config; `taken` as for convert_ray_service."""
+    ctx = _context(doc, image, taken)
     parts = _ClusterParts(Output(None, ctx.source), ctx)
     spec, path, annotations = _kubernetes_object(doc, parts.out)
     copied = _metadata(doc.get("metadata"), "metadata", parts.out)
@@ -1361,11 +1368,12 @@ def convert(
         raise ConvertError(f"a Serve config goes with exactly one RayCluster; the input has {len(clusters)}")
     outputs: list[Output] = []
     sources: list[str] = []
+    taken: set[tuple[str, str]] = set()
     for doc in present:
         if _is_ray(doc) and doc.get("kind") == "RayService":
-            outputs += convert_ray_service(doc, image)
+            outputs += convert_ray_service(doc, image, taken)
         elif _is_ray(doc) and doc.get("kind") == "RayCluster":
-            outputs += convert_ray_cluster(doc, serve_config, image)
+            outputs += convert_ray_cluster(doc, serve_config, image, taken)
         elif _is_ray(doc):
             out = Output(None, _describe(doc))
             out.note(ROOT, f"{doc.get('kind')} is not converted: serveplane runs Serve applications (RayService, "

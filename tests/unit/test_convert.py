@@ -666,3 +666,10 @@ def test_strings_kubectl_would_read_as_numbers_are_quoted(text: str) -> None:
     printed = convert.document_text(convert.Output({"args": {"revision": text}}, "test"))
     assert f"revision: '{text}'" in printed
     assert yaml.safe_load(printed) == {"args": {"revision": text}}
+
+
+def test_names_stay_unique_across_the_documents_of_one_file() -> None:
+    first, second = ray_service(), ray_service()
+    second["metadata"]["name"] = "other"
+    names = [o.obj["metadata"]["name"] for o in convert.convert([first, second]).outputs if o.obj]
+    assert names == ["svc", "app", "other", "app-2"]
