@@ -23,7 +23,8 @@ with warnings.catch_warnings():
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GPU_EXAMPLE = EXAMPLES / "gpu-cluster.yaml"
 # The demo `serveplane dev up` applies: every example but the GPU cluster, which needs GPU nodes.
-DEMO_EXAMPLES = sorted(p for p in EXAMPLES.glob("*.yaml") if p != GPU_EXAMPLE)
+# What `dev up` applies (serveplane.localcluster.trial.EXAMPLE_FILES); grpc.yaml is applied by hand (README: gRPC).
+DEMO_EXAMPLES = sorted(p for p in EXAMPLES.glob("*.yaml") if p not in (GPU_EXAMPLE, EXAMPLES / "grpc.yaml"))
 IMAGE = "operator-default:1"
 
 
@@ -119,6 +120,21 @@ def test_ingress_routes_both_example_applications(rendered):
     (rule,) = ingress["spec"]["rules"]
     assert rule["host"] == "demo.example.com"
     assert [p["path"] for p in rule["http"]["paths"]] == ["/composed", "/hello"]
+
+
+def test_the_grpc_example_adds_its_servicer_and_names_a_new_generation_of_demo():
+    sections = sections_by_title(render(load(*DEMO_EXAMPLES, EXAMPLES / "grpc.yaml"), IMAGE))
+    config = sections["Serve config"]
+    ServeDeploySchema.model_validate(config)
+    assert config["grpc_options"]["grpc_servicer_functions"] == [
+        "serveplane.examples.greeter_pb2_grpc.add_GreeterServicer_to_server"
+    ]
+    assert {"greeter-en", "greeter-fr"} <= {a["name"] for a in config["applications"]}
+    objs = sections["Kubernetes objects"]
+    heads = [o for o in objs if o["kind"] == "Pod" and o["metadata"]["name"].endswith("-head")]
+    assert heads and all(demo_generation() not in h["metadata"]["name"] for h in heads), (
+        "Serve reads its gRPC servicers only at start: demo must roll to a new generation"
+    )
 
 
 def test_serve_config_has_both_example_apps_and_serve_accepts_it(rendered):
