@@ -293,6 +293,18 @@ def validated(model: type[BaseModel], data: Mapping[str, Any]) -> tuple[dict[str
     return spec.model_dump(by_alias=True, exclude_unset=True, exclude_none=True, mode="json"), None
 
 
+def _dig(data: Any, *keys: str | int) -> Any:
+    """data[k1][k2]... through maps and lists, None where the input has no such part (or the wrong shape)."""
+    for key in keys:
+        if isinstance(data, dict) and isinstance(key, str):
+            data = data.get(key)
+        elif isinstance(data, list) and isinstance(key, int) and 0 <= key < len(data):
+            data = data[key]
+        else:
+            return None
+    return data
+
+
 def _front(data: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
     """`data` with `keys` first (the models put a deployment's name last), for a reader of the YAML."""
     return {**{k: data[k] for k in keys if k in data}, **{k: v for k, v in data.items() if k not in keys}}
@@ -350,6 +362,8 @@ def _dispatch(
     if not isinstance(data, dict):
         out.note(path, f"{what} must be a map")
         return
+    if not data:
+        out.map(path)  # nothing in it, nothing lost
     for key, value in data.items():
         where = child(path, str(key))
         if key in handlers:
@@ -404,6 +418,8 @@ def _section(section: str, values: Any, path: str, out: Output) -> dict[str, Any
     if not isinstance(values, dict):
         out.note(path, f"{section} must be a map")
         return {}
+    if not values:
+        out.map(path)
     options: dict[str, Any] = {}
     for key, value in values.items():
         where = child(path, str(key))
@@ -519,6 +535,8 @@ def _deployments(deps: Any, path: str, app: _App) -> tuple[list[dict[str, Any]],
     if not isinstance(deps, list):
         app.out.note(path, "deployments must be a list")
         return [], []
+    if not deps:
+        app.out.map(path)
     inline: list[dict[str, Any]] = []
     sdeps: list[Output] = []
     for index, dep in enumerate(deps):
@@ -552,7 +570,10 @@ def _application(
     spec.update(_route_prefix(raw, path, out), cluster=ctx.cluster)
     spec.update(_servicers_for_app(servicers, out))
     app = _App(name, path, out, ctx)
-    inline, sdeps = _deployments(raw.get("deployments", []), child(path, "deployments"), app)
+    inline: list[dict[str, Any]] = []
+    sdeps: list[Output] = []
+    if "deployments" in raw:
+        inline, sdeps = _deployments(raw["deployments"], child(path, "deployments"), app)
     if inline:
         spec["deployments"] = inline
     wire, error = validated(ServeApplicationSpec, spec)
@@ -595,7 +616,7 @@ def applications(config: Mapping[str, Any], path: str, ctx: _Context, cluster: O
     where = child(path, "applications")
     servicers = _servicers(config, path)
     if not isinstance(apps, list) or not apps:
-        cluster.note(where, "no applications in the Serve config")
+        cluster.note(where if "applications" in config else path, "no applications in the Serve config")
         if servicers[0] is not None:
             cluster.note(servicers[1], "no application to give the gRPC servicers to")
         return []
@@ -641,11 +662,14 @@ def _ports(ports: Any, path: str, node: _Node) -> None:
     if not isinstance(ports, list):
         node.out.note(path, "ports must be a list")
         return
+    if not ports:
+        node.out.map(path)
     kept = []
-    taken = set(OPERATOR_PORTS.values()) | node.serve_ports
+    taken = {str(p) for p in set(OPERATOR_PORTS.values()) | node.serve_ports}
     for index, port in enumerate(ports):
         where = child(path, index)
-        if isinstance(port, dict) and (port.get("containerPort") in taken or port.get("name") in OPERATOR_PORTS):
+        number, name = str(_dig(port, "containerPort")), str(_dig(port, "name"))
+        if isinstance(port, dict) and (number in taken or name in OPERATOR_PORTS):
             node.out.note(where, f"{port.get('name', 'port')} {port.get('containerPort')}: serveplane's Ray "
                           "container declares Ray's and Serve's ports itself")
         else:
@@ -897,7 +921,7 @@ def _autoscaling(rc: Mapping[str, Any], path: str, out: Output) -> dict[str, Any
         out.map(where)
 
     def mode(value: Any, where: str) -> None:
-        if value in speeds:
+        if isinstance(value, str) and value in speeds:
             result["upscaling_speed"] = speeds[value]
             out.map(where)
         else:
@@ -916,7 +940,7 @@ def _autoscaling(rc: Mapping[str, Any], path: str, out: Output) -> dict[str, Any
 
 def _secret_ref(credential: Any, path: str, out: Output) -> dict[str, Any] | None:
     """KubeRay's RedisCredential -> serveplane's RedisPassword (a Secret key only)."""
-    ref = ((credential or {}).get("valueFrom") or {}).get("secretKeyRef") if isinstance(credential, dict) else None
+    ref = _dig(credential, "valueFrom", "secretKeyRef")
     if isinstance(ref, dict) and set(ref) <= {"name", "key"}:
         out.map(path)
         return {"secret_key_ref": ref}
@@ -949,9 +973,8 @@ def _gcs_options(options: Any, path: str, out: Output) -> dict[str, Any]:
 def _head_env(head_group: Mapping[str, Any], head_path: str) -> tuple[dict[str, tuple[str, dict[str, Any]]], str]:
     """The env of the head's Ray container (KubeRay's first) by name -> (its path, the entry)."""
     container_path = child(child(child(child(head_path, "template"), "spec"), "containers"), 0)
-    template = head_group.get("template") if isinstance(head_group.get("template"), dict) else {}
-    containers = ((template or {}).get("spec") or {}).get("containers") or [{}]
-    env = (containers[0].get("env") or []) if isinstance(containers[0], dict) else []
+    env = _dig(head_group, "template", "spec", "containers", 0, "env")
+    env = env if isinstance(env, list) else []
     env_path = child(container_path, "env")
     named = {str(item.get("name")): (child(env_path, index), item) for index, item in enumerate(env)
              if isinstance(item, dict)}
@@ -1049,6 +1072,8 @@ def ray_cluster(
     out = parts.out
     if not isinstance(rc, dict):
         out.note(path, "the Ray cluster's spec must be a map")
+        for key in set(_GCS_ANNOTATIONS) & set(annotations):  # settings of that spec
+            out.note(child(annotations_path, key), "the Ray cluster's spec is not a map")
         return
     gcs, consumed = gcs_fault_tolerance(rc, path, annotations, annotations_path, out)
     if gcs:
@@ -1068,7 +1093,8 @@ def ray_cluster(
         if not isinstance(value, list):
             out.note(where, "workerGroupSpecs must be a list")
             return
-        out.map(where) if not value else None
+        if not value:
+            out.map(where)
         for index, group in enumerate(value):
             node = _Node(child(where, index), out, frozenset(), serve_ports)
             worker_group(group, node, names)
@@ -1242,27 +1268,47 @@ _ANNOTATION_REASONS = {
 }
 
 
-def _metadata(meta: Any, path: str, out: Output) -> dict[str, Any]:
-    """The ServeCluster's annotations from the KubeRay object's; Ray's own (ray.io/) are settings, not copied."""
+def _annotations(annotations: Any, path: str, out: Output) -> dict[str, Any]:
+    """The annotations copied to the ServeCluster: all but Ray's own (ray.io/), which are settings."""
+    if not isinstance(annotations, dict):
+        out.note(path, "annotations must be a map")
+        return {}
+    if not annotations:
+        out.map(path)
     copied: dict[str, Any] = {}
-    if not isinstance(meta, dict):
-        return copied
-    for key, value in meta.items():
-        where = child(path, str(key))
-        if key in ("name", "namespace", "labels"):
-            out.map(where)  # the documents' names, namespace and labels (_Context)
-        elif key == "annotations" and isinstance(value, dict):
-            for name, text in value.items():
-                at = child(where, str(name))
-                if name in _GCS_ANNOTATIONS:
-                    continue  # gcs_fault_tolerance's
-                if str(name).startswith(RAY_GROUP) or name in _ANNOTATION_REASONS:
-                    out.note(at, _ANNOTATION_REASONS.get(name, "a KubeRay setting serveplane has no equivalent for"))
-                else:
-                    copied[name] = text
-                    out.map(at)
+    for name, text in annotations.items():
+        where = child(path, str(name))
+        if name in _GCS_ANNOTATIONS:
+            continue  # gcs_fault_tolerance's
+        if str(name).startswith(RAY_GROUP) or name in _ANNOTATION_REASONS:
+            out.note(where, _ANNOTATION_REASONS.get(name, "a KubeRay setting serveplane has no equivalent for"))
         else:
-            out.note(where, "set by the API server for the KubeRay object; the new objects get their own")
+            copied[name] = text
+            out.map(where)
+    return copied
+
+
+def _metadata(meta: Any, path: str, out: Output) -> dict[str, Any]:
+    """The ServeCluster's annotations from the KubeRay object's metadata; its name, namespace and labels are the
+    new documents' (_Context)."""
+    copied: dict[str, Any] = {}
+
+    def annotations(value: Any, where: str) -> None:
+        copied.update(_annotations(value, where, out))
+
+    def labels(value: Any, where: str) -> None:
+        if isinstance(value, dict):
+            out.map(where)
+        else:
+            out.note(where, "labels must be a map")
+
+    handlers = {"name": lambda v, w: out.map(w), "namespace": lambda v, w: out.map(w), "labels": labels,
+                "annotations": annotations}
+    server = "set by the API server for the KubeRay object; the new objects get their own"
+    if meta is None:
+        out.map(path)
+    else:
+        _dispatch(meta, path, out, handlers, {}, "metadata", otherwise=lambda k, v, w: out.note(w, server))
     return copied
 
 
@@ -1318,7 +1364,7 @@ def convert_ray_service(
     config = ray_service_spec(spec, path, parts, annotations, child("metadata", "annotations"))
     _cluster_document(parts, copied)
     apps = applications(config, child(path, "serveConfigV2"), ctx, parts.out) if config is not None else []
-    if config is None and "serveConfigV2" not in (spec or {}):
+    if config is None and "serveConfigV2" not in (spec if isinstance(spec, dict) else {}):
         parts.out.remark("the RayService has no serveConfigV2: no applications")
     return [parts.out, *apps]
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import copy
 import io
 import re
 import tomllib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -673,3 +675,45 @@ def test_names_stay_unique_across_the_documents_of_one_file() -> None:
     second["metadata"]["name"] = "other"
     names = [o.obj["metadata"]["name"] for o in convert.convert([first, second]).outputs if o.obj]
     assert names == ["svc", "app", "other", "app-2"]
+
+
+def _mangled(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The document with one part at a time replaced by a value of another shape (a serveConfigV2 part too)."""
+    opened = copy.deepcopy(doc)
+    if isinstance(opened["spec"].get("serveConfigV2"), str):
+        opened["spec"]["serveConfigV2"] = yaml.safe_load(opened["spec"]["serveConfigV2"])
+
+    def parts(value: Any, keys: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+        yield keys
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+        for key, item in items:
+            yield from parts(item, (*keys, key))
+
+    # Not apiVersion or kind: without them nothing is a RayService any more.
+    for keys in [k for k in parts(opened, ()) if k and k[0] not in ("apiVersion", "kind")]:
+        for odd in (None, 7, "x", [], {}):
+            mangled = copy.deepcopy(opened)
+            target = mangled
+            for key in keys[:-1]:
+                target = target[key]
+            target[keys[-1]] = odd
+            if isinstance(mangled.get("spec"), dict) and isinstance(mangled["spec"].get("serveConfigV2"), dict | list):
+                mangled["spec"]["serveConfigV2"] = yaml.safe_dump(mangled["spec"]["serveConfigV2"])
+            yield f"{keys} = {odd!r}", mangled
+
+
+@pytest.mark.parametrize("sample", ["ray-service.high-availability.yaml", "ray-cluster.deprecate-gcs-ft.yaml"])
+def test_malformed_input_is_noted_never_a_crash(sample: str) -> None:
+    """Every part of a sample replaced in turn by a value of the wrong shape: the conversion still finishes, its
+    documents validate, and every leaf of the input is still mapped or named in a comment."""
+    doc = next(d for d in load(FIXTURES / sample) if d["apiVersion"] == "ray.io/v1")
+    extra = serve_config() if doc["kind"] == "RayCluster" else None
+    for change, mangled in _mangled(doc):
+        conversion = convert.convert([mangled], extra)
+        for obj in active(conversion):
+            SPECS[obj["kind"]].model_validate(obj["spec"])
+        accounted = set().union(*(o.mapped for o in conversion.outputs))
+        accounted |= set(noted_paths(convert.to_yaml(conversion)))
+        inputs = leaves(mangled) + (leaves(extra, convert.SERVE_CONFIG_FILE) if extra else [])
+        missing = [leaf for leaf in inputs if not any(convert.within(leaf, path) for path in accounted)]
+        assert not missing, f"{change}: neither mapped nor noted: {missing}"
