@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -1451,8 +1452,13 @@ def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _string)
 
 
+COMMENT_WIDTH = 118
+
+
 def _comment(text: str) -> str:
-    return "# " + " ".join(text.split())
+    """`text` as YAML comment lines of at most COMMENT_WIDTH characters (a path is never broken: no spaces in it)."""
+    lines = textwrap.wrap(" ".join(text.split()), COMMENT_WIDTH - 2, break_long_words=False, break_on_hyphens=False)
+    return "\n".join(("# " if index == 0 else "#   ") + line for index, line in enumerate(lines))
 
 
 def document_text(out: Output) -> str:

@@ -47,7 +47,8 @@ SPECS: dict[str, type[BaseModel]] = {
     "ServeDeployment": ServeDeploymentSpec,
 }
 DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-NOTE = re.compile(r"^# not converted: (?P<path>.*?): (?P<reason>.+)$")
+# The first line of a note (a long one goes on in `#   ` lines): the path has no spaces.
+NOTE = re.compile(r"^# not converted: (?P<path>\(the whole document\)|\S+?):(?: |$)")
 
 
 def load(path: Path) -> list[dict[str, Any]]:
