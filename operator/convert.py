@@ -416,23 +416,20 @@ def _option_field(section: str, key: str) -> str | None:
 
 def _section(section: str, values: Any, path: str, out: Output) -> dict[str, Any]:
     """The ServeOptions fields of one `<x>_options` section of the Serve config."""
-    if not isinstance(values, dict):
-        out.note(path, f"{section} must be a map")
-        return {}
-    if not values:
-        out.map(path)
     options: dict[str, Any] = {}
-    for key, value in values.items():
-        where = child(path, str(key))
-        if section == "grpc_options" and key == SERVICERS:
-            continue  # the applications' (see _applications)
-        name = _option_field(section, str(key))
+
+    def option(key: str, value: Any, where: str) -> None:
+        name = _option_field(section, key)
         if name is None:
-            out.note(where, _NO_FIELD_REASONS.get(str(key), f"ServeOptions has no field for {section}.{key}"))
-            continue
+            out.note(where, _NO_FIELD_REASONS.get(key, f"ServeOptions has no field for {section}.{key}"))
+            return
         converted = map_field(ServeOptions, name, value, where, out)
         if converted is not MISSING:
             options[name] = converted
+
+    # The gRPC servicers are the applications' (see applications).
+    servicers = {SERVICERS: lambda v, w: None} if section == "grpc_options" else {}
+    _dispatch(values, path, out, servicers, {}, section, otherwise=option)
     return options
 
 
@@ -1271,21 +1268,17 @@ _ANNOTATION_REASONS = {
 
 def _annotations(annotations: Any, path: str, out: Output) -> dict[str, Any]:
     """The annotations copied to the ServeCluster: all but Ray's own (ray.io/), which are settings."""
-    if not isinstance(annotations, dict):
-        out.note(path, "annotations must be a map")
-        return {}
-    if not annotations:
-        out.map(path)
     copied: dict[str, Any] = {}
-    for name, text in annotations.items():
-        where = child(path, str(name))
-        if name in _GCS_ANNOTATIONS:
-            continue  # gcs_fault_tolerance's
-        if str(name).startswith(RAY_GROUP) or name in _ANNOTATION_REASONS:
-            out.note(where, _ANNOTATION_REASONS.get(name, "a KubeRay setting serveplane has no equivalent for"))
+
+    def copy(name: str, text: Any, where: str) -> None:
+        if name.startswith(RAY_GROUP):
+            out.note(where, "a KubeRay setting serveplane has no equivalent for")
         else:
             copied[name] = text
             out.map(where)
+
+    gcs = {name: lambda v, w: None for name in _GCS_ANNOTATIONS}  # gcs_fault_tolerance's
+    _dispatch(annotations, path, out, gcs, _ANNOTATION_REASONS, "annotations", otherwise=copy)
     return copied
 
 
