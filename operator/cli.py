@@ -54,6 +54,7 @@ def _crds(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from . import yamltext
     from .render import render
     from .settings import Settings
 
@@ -68,10 +69,8 @@ def _render(args: argparse.Namespace) -> int:
         return 1
     for title, content in sections:
         print(f"# --- {title}")
-        if isinstance(content, list):
-            print(yaml.safe_dump_all(content, sort_keys=False), end="")
-        else:
-            print(yaml.safe_dump(content, sort_keys=False), end="")
+        # Quoted as kubectl reads it: a generation's hash may look like a number (8403e57).
+        print(yamltext.dump_all(content) if isinstance(content, list) else yamltext.dump(content), end="")
         print("---")
     return 0
 

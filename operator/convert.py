@@ -13,7 +13,7 @@
   document it belongs to; nothing is dropped silently. Every Output records which input paths it mapped and which
   it noted, so a test can check that each leaf of the input is one or the other.
 - Every document is validated by its pydantic model. One the models refuse is printed commented out, with why, so
-  it can be fixed by hand (a KubeRay sample's import path with dashes, for one).
+  it can be fixed by hand (an import path with a slash, for one).
 - Other documents of the input (the Secrets, ConfigMaps, Services a sample ships with) are passed through.
 """
 from __future__ import annotations
@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
+from . import yamltext
 from .api.application import ServeApplicationSpec
 from .api.base import API_VERSION
 from .api.cluster import (
@@ -156,10 +157,6 @@ MISSING = _Missing()
 
 
 def fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
-    """The model's fields with their annotations resolved: a model that names a class defined below it (an enum
-    of its module) keeps a forward reference until pydantic completes it, which happens lazily."""
-    if not model.__pydantic_complete__:
-        model.model_rebuild()
     return model.model_fields
 
 
@@ -1428,21 +1425,6 @@ def convert(
 # --- text ----------------------------------------------------------------------------------------------------------
 
 
-# A plain scalar that YAML 1.1 (PyYAML, which dumps it unquoted) reads as a string but kubectl's YAML reader as a
-# number: an exponent without a dot (a hash such as 8403e57), or an octal of YAML 1.2 (0o17).
-_NUMBER_TO_KUBECTL = re.compile(r"[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+|0o[0-7]+")
-
-
-class _Dumper(yaml.SafeDumper):
-    """PyYAML's safe dumper, quoting the strings kubectl would take for numbers."""
-
-
-def _string(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "'" if _NUMBER_TO_KUBECTL.fullmatch(value) else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _string)
 
 
 COMMENT_WIDTH = 118
@@ -1460,7 +1442,7 @@ def document_text(out: Output) -> str:
     lines = [_comment(f"from {out.source}" if out.obj is not None or not out.notes else out.source)]
     lines += [_comment(f"not converted: {note.path or '(the whole document)'}: {note.reason}") for note in out.notes]
     lines += [_comment(f"note: {remark}") for remark in out.remarks]
-    body = yaml.dump(out.obj, Dumper=_Dumper, sort_keys=False) if out.obj is not None else ""
+    body = yamltext.dump(out.obj) if out.obj is not None else ""
     if out.disabled:
         body = "".join(f"# {line}\n" for line in body.splitlines())
     return "\n".join(lines) + "\n" + body

@@ -114,6 +114,8 @@ class World:
         self.cp = trial.cp
         assert trial.stack.node is not None
         self.operator = ChartOperator(self.cp, trial.stack.node)
+        self.roll: dict[str, Any] = {}
+        """How adding the gRPC applications to the running HTTP cluster went."""
 
     def get(self, kind: str, name: str, namespace: str = NS) -> dict[str, Any] | None:
         result = self.cp.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
@@ -128,19 +130,19 @@ class World:
     def cluster_ip(self) -> str:
         return str((self.get("service", SERVICE_NAME) or {})["spec"]["clusterIP"])
 
-    def settled(self) -> bool:
-        """Ready, one generation (the active one, no upgrade), and the serve Service routing to every Ray pod."""
+    def settled(self, apps: list[dict[str, Any]]) -> str | None:
+        """The active generation once Ready, alone (no upgrade) and the serve Service routing to every Ray pod,
+        with these applications Ready."""
         cluster = self.get("scl", CLUSTER)
         status = (cluster or {}).get("status") or {}
         pods = self.pods()
         if condition(cluster, "Ready").get("status") != "True" or status.get("upgrade"):
-            return False
+            return None
         if {generation_of(p) for p in pods} != {status.get("activeGeneration")}:
-            return False
-        apps = [self.get("sapp", d["metadata"]["name"]) for d in HELLO + GREETERS]
-        if not all(condition(a, "Ready").get("status") == "True" for a in apps):
-            return False
-        return len(pods) >= 2 and len(self.endpoints()) == len(pods)
+            return None
+        if not all(condition(self.get("sapp", d["metadata"]["name"]), "Ready").get("status") == "True" for d in apps):
+            return None
+        return status["activeGeneration"] if len(pods) >= 2 and len(self.endpoints()) == len(pods) else None
 
     def serve_details(self) -> dict[str, Any]:
         """Serve's own report (the head's dashboard, with the cluster's token): what its proxies were started with."""
@@ -174,15 +176,28 @@ def world(trial: Trial) -> Iterator[World]:
     wait_for("the demo cluster's pods gone", lambda: not ray_pods(world.cp, "demo", "default"))
     started = time.monotonic()
     world.cp.kubectl("create", "namespace", NS)
-    world.cp.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all([small_cluster(), *HELLO, *GREETERS]))
+    # HTTP first, as a cluster that gets its first gRPC application later: Serve reads its servicers only when it
+    # starts, so the greeters must roll the cluster to a new generation, under traffic.
+    world.cp.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all([small_cluster(), *HELLO]))
     try:
-        names = [f"sapp/{d['metadata']['name']}" for d in HELLO + GREETERS]
-        with PodPeak(world.pods) as pods:
-            world.cp.kubectl("wait", "-n", NS, "--for=condition=Ready", "--timeout=600s", f"scl/{CLUSTER}", *names)
-            wait_for("one generation Ready, the serve Service routing to every Ray pod", world.settled, timeout=420)
-        print(f"\ncluster {CLUSTER} and its 3 applications Ready in {time.monotonic() - started:.0f} s: "
-              f"{len(world.pods())} Ray pods, {len(world.endpoints())} ready endpoints; peak {pods.peak} pods, "
-              f"generations seen {sorted(pods.generations)}")
+        world.cp.kubectl("wait", "-n", NS, "--for=condition=Ready", "--timeout=600s", f"scl/{CLUSTER}", "sapp/hello")
+        before = wait_for("one generation Ready with hello", lambda: world.settled(HELLO), timeout=420)
+        print(f"\ncluster {CLUSTER} with hello Ready in {time.monotonic() - started:.0f} s: generation {before}, "
+              f"{len(world.pods())} Ray pods")
+        started = time.monotonic()
+        with PodPeak(world.pods) as pods, EndpointTraffic(world.cp, NS, SERVICE_NAME, "/hello/", rate=5.0) as http:
+            world.cp.kubectl("apply", "-n", NS, "-f", "-", input=yaml.safe_dump_all(GREETERS))
+
+            def rolled() -> str | None:
+                now = world.settled(HELLO + GREETERS)
+                return now if now != before else None
+
+            after = wait_for("a new generation Ready with every application", rolled, timeout=600)
+            http.carry_on(20)
+        world.roll = {"before": before, "after": after, "peak": pods.peak, "generations": sorted(pods.generations),
+                      "took_s": time.monotonic() - started, "http": http}
+        print(f"the greeters rolled {CLUSTER} from generation {before} to {after} in {world.roll['took_s']:.0f} s, "
+              f"peak {pods.peak} Ray pods\n{http.report('HTTP to hello through the roll')}")
         yield world
     finally:
         started = time.monotonic()
@@ -191,6 +206,17 @@ def world(trial: Trial) -> Iterator[World]:
         world.cp.kubectl("delete", "namespace", NS, "--timeout=300s", check=False)
         wait_for("the cluster's pods gone", lambda: not world.pods())
         print(f"\ncluster {CLUSTER} deleted, its pods and namespace gone in {time.monotonic() - started:.0f} s")
+
+
+def test_the_first_grpc_application_rolled_the_cluster_within_n_plus_one_pods_failing_no_request(
+    world: World,
+) -> None:
+    roll = world.roll
+    assert roll["after"] != roll["before"], "Serve must restart on a new head to serve a new servicer"
+    assert roll["peak"] <= 3, f"N+1 = 3 pods at most (head and one worker, one surge pod), saw {roll['peak']}"
+    http = roll["http"]
+    assert http.sent >= 20 and http.failed == 0, http.failures[:5]
+    assert http.no_endpoint_s == 0, http.changes
 
 
 def test_serves_proxies_were_started_with_the_applications_servicer_function(world: World) -> None:

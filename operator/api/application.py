@@ -9,9 +9,10 @@ from .base import FREE_FORM, ApiModel, Condition, StatusModel, conditions_field,
 from .deployment import DeploymentReplicas, InlineDeployment
 from .serveoptions import IMPORT_ATTR_PATTERN, AutoscalingPolicy, LoggingConfig
 
-# `package.module:attribute`, as Serve's import_path, with the colon that makes the split unambiguous.
+# `package.module:attribute`, as Serve's import_path, with the colon that makes the split unambiguous. Module names
+# may have dashes, as Serve allows (importlib imports a working_dir's `ray-operator/` as such).
 IMPORT_PATH_PATTERN = (
-    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+    r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*"
     r":[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 )
 # An absolute URL path without a trailing slash ("/" alone is the root), made of URL-safe segments.

@@ -28,6 +28,19 @@ from .serveoptions import (
 )
 
 
+class AggregationFunction(str, Enum):
+    MEAN = "mean"
+    MAX = "max"
+    MIN = "min"
+
+
+class PlacementGroupStrategy(str, Enum):
+    PACK = "PACK"
+    SPREAD = "SPREAD"
+    STRICT_PACK = "STRICT_PACK"
+    STRICT_SPREAD = "STRICT_SPREAD"
+
+
 class AutoscalingConfig(ApiModel):
     """Serve's request-based autoscaling of a deployment's replicas."""
 
@@ -76,19 +89,6 @@ class AutoscalingConfig(ApiModel):
         default=None, description="How the load over the look-back window is aggregated: mean (default), max, min."
     )
     policy: AutoscalingPolicy | None = Field(default=None, description="A custom autoscaling policy function.")
-
-
-class AggregationFunction(str, Enum):
-    MEAN = "mean"
-    MAX = "max"
-    MIN = "min"
-
-
-class PlacementGroupStrategy(str, Enum):
-    PACK = "PACK"
-    SPREAD = "SPREAD"
-    STRICT_PACK = "STRICT_PACK"
-    STRICT_SPREAD = "STRICT_SPREAD"
 
 
 class RayActorOptions(ApiModel):

@@ -218,7 +218,7 @@ def test_condition_wire_shape():
 
 
 @pytest.mark.parametrize("path", ["a:b", "pkg.mod:app", "serveplane.examples.hello:app", "_p.m2:build_app",
-                                  "pkg:obj.attr"])
+                                  "pkg:obj.attr", "ray-operator.config.samples.ray-serve.dag:DagNode"])
 def test_good_import_paths(path):
     assert ServeApplicationSpec.model_validate({"importPath": path}).import_path == path
 
@@ -226,7 +226,7 @@ def test_good_import_paths(path):
 @pytest.mark.parametrize(
     "path",
     ["", "pkg.mod", "pkg.mod.app", "pkg/mod:app", "pkg.mod:", ":app", "pkg..mod:app", "1pkg:app",
-     "pkg.mod:app:x", "pkg mod:app", "pkg.mod:app\n", "x" * 510 + ":y1"],
+     "pkg.mod:app:x", "pkg mod:app", "pkg.mod:app\n", "x" * 510 + ":y1", "-pkg:app", "pkg:app-x"],
 )
 def test_bad_import_paths_are_rejected_naming_the_field(path):
     with pytest.raises(ValidationError) as error:

@@ -500,14 +500,14 @@ def test_applications_deployments_and_servicers() -> None:
 
 
 def test_an_application_the_model_refuses_is_printed_commented_out() -> None:
-    serve = {"applications": [{"name": "dashed", "import_path": "ray-operator.samples.dag:DagNode",
+    serve = {"applications": [{"name": "dashed", "import_path": "samples/dag:DagNode",
                                "deployments": [{"name": "D", "num_replicas": 2, "user_config": {"x": 1}}]}]}
     conversion = convert.convert([ray_service(serve)])
     app, sdep = conversion.outputs[1:]
     assert app.disabled and sdep.disabled
     assert [n.path for n in app.notes] == ["spec.serveConfigV2.applications[0]"]
     text = convert.to_yaml(conversion)
-    assert "#   importPath: ray-operator.samples.dag:DagNode" in text
+    assert "#   importPath: samples/dag:DagNode" in text
     assert "#   deployments:\n#   - name: D\n#     userConfig:" in text
     assert [d["kind"] for d in yaml.safe_load_all(text) if d] == ["ServeCluster"]
 

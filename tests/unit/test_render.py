@@ -344,3 +344,12 @@ def test_an_autoscaling_cluster_renders_the_autoscalers_account_binding_and_cont
     assert objs[-1]["subjects"] == [{"kind": "ServiceAccount", "name": "c-autoscaler", "namespace": "default"}]
     head = objs[0]
     assert [c["name"] for c in head["spec"]["containers"]] == ["ray", "autoscaler"]
+
+
+@pytest.mark.parametrize("text", ["8403e57", "1e5", "0o17", "-2E3"])
+def test_strings_kubectl_would_read_as_numbers_are_quoted(text):
+    from serveplane.operator import yamltext
+
+    dumped = yamltext.dump({"generation": text, "plain": "demo-8403e"})
+    assert dumped == f"generation: '{text}'\nplain: demo-8403e\n"
+    assert yaml.safe_load(dumped) == {"generation": text, "plain": "demo-8403e"}
