@@ -163,6 +163,8 @@ def deployment_problem(settings: dict[str, Any]) -> str | None:
 class _ParsedDeployments:
     by_app: dict[str, dict[str, dict[str, Any]]]
     verdicts: dict[str, Verdict]
+    owners: dict[tuple[str, str], str]
+    """(application, deployment) -> the ServeDeployment whose settings go there."""
 
 
 def _parse_deployments(
@@ -216,7 +218,7 @@ def _parse_deployments(
         owners[key] = name
         by_app.setdefault(spec.application, {})[target] = _settings(spec)
         verdicts[name] = Verdict(True, "Composed", f"settings of deployment {target!r} are in the Serve config")
-    return _ParsedDeployments(by_app, verdicts)
+    return _ParsedDeployments(by_app, verdicts, owners)
 
 
 class InvalidSettings(ValueError):
@@ -347,6 +349,10 @@ def compose(
         except InvalidSettings as error:
             del routes[route]
             keep_last_good(name, Verdict(False, "InvalidSettings", str(error)))
+            # Its ServeDeployments' settings are not in the config either, whichever layer broke the rule.
+            for (app, _), sdep in parsed.owners.items():
+                if app == name:
+                    parsed.verdicts[sdep] = Verdict(False, "InvalidSettings", f"application {name!r}: {error}")
             continue
         composed.append(app_config)
         verdicts[name] = Verdict(True, "Composed", "the application is in the Serve config")

@@ -324,6 +324,16 @@ def test_an_application_breaking_a_rule_keeps_its_last_good_config_and_the_other
     ServeDeploySchema.model_validate(result.config)
 
 
+def test_a_servedeployment_that_breaks_a_rule_is_told_so_too(k8s: Any) -> None:
+    app = k8s.app("a", {"importPath": "m:a", "deployments": [{"name": "D", "maxReplicasPerNode": 1}]})
+    sdep = k8s.sdep("d", "a", {"deploymentName": "D", "placementGroupBundles": [{"CPU": 1}]})
+    result = compose(ServeClusterSpec(), [app], [sdep], ServeView(deployments={"a": frozenset({"D"})}))
+    for verdict in (result.applications["a"], result.deployments["d"]):
+        assert not verdict.ok and verdict.reason == "InvalidSettings", verdict
+        assert "maxReplicasPerNode cannot be set with placementGroupBundles" in verdict.message
+    assert result.config["applications"] == []
+
+
 def test_external_scaler_refuses_serve_autoscaling_in_the_same_application(k8s: Any) -> None:
     app = k8s.app("ext", {"importPath": "m:app", "externalScalerEnabled": True,
                           "deployments": [{"name": "D", "autoscalingConfig": {"maxReplicas": 3}}]})
