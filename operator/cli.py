@@ -58,10 +58,7 @@ def _render(args: argparse.Namespace) -> int:
     from .render import render
     from .settings import Settings
 
-    docs = []
-    for path in args.files:
-        with open(path) as handle:
-            docs += [d for d in yaml.safe_load_all(handle) if d]
+    docs = [d for path in args.files for d in _load_all(path) if d]
     settings = Settings.from_env()
     sections = render(docs, settings.default_image, settings.access, settings.autoscaler_cluster_role)
     if not sections:

@@ -82,12 +82,12 @@ def with_capacity(config: dict[str, Any], capacity: float | None) -> dict[str, A
     return config if capacity is None else {**config, "target_capacity": capacity}
 
 
-def validation_message(error: ValidationError) -> str:
-    """pydantic's errors as `field.path: message` lines, camelCase as the user wrote them."""
+def validation_message(error: ValidationError, root: str = "spec") -> str:
+    """pydantic's errors as `root.field.path: message` lines, camelCase as the user wrote them."""
     parts = []
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"])
-        parts.append(f"spec.{where}: {item['msg']}" if where else f"spec: {item['msg']}")
+        where = ".".join([root, *(str(p) for p in item["loc"])] if root else [str(p) for p in item["loc"]])
+        parts.append(f"{where}: {item['msg']}" if where else item["msg"])
     return "; ".join(parts)
 
 

@@ -24,7 +24,7 @@ documents (`convert`), text (`to_yaml`).
 from __future__ import annotations
 
 from .documents import SERVE_CONFIG_FILE, ConvertError, convert
-from .mapping import fields, map_onto
+from .mapping import map_onto
 from .names import k8s_name
 from .outputs import Conversion, Output, child, within
 from .pods import RESERVED_RAY_PARAMS
@@ -40,7 +40,6 @@ __all__ = [
     "child",
     "convert",
     "document_text",
-    "fields",
     "k8s_name",
     "map_onto",
     "serve_options",

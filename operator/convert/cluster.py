@@ -12,7 +12,7 @@ from typing import Any
 from ..api.cluster import HeadSpec, ServeOptions, ServiceSpec, UpgradeType, WorkerGroupSpec
 from .clusterwide import GCS_ANNOTATIONS, autoscaling, gcs_fault_tolerance
 from .dispatch import dispatch, off_or_note
-from .mapping import MISSING, fields, map_field
+from .mapping import MISSING, map_field
 from .names import Context
 from .outputs import Output, child
 from .pods import Node, group_spec, head, worker_group
@@ -50,7 +50,7 @@ def ray_cluster(
         parts.spec["gcs_fault_tolerance"] = gcs
     serve = parts.spec.get("serve", {})
     serve_ports = frozenset(
-        serve.get(name, fields(ServeOptions)[name].default) for name in ("http_port", "grpc_port")
+        serve.get(name, ServeOptions.model_fields[name].default) for name in ("http_port", "grpc_port")
     )
     head_node = Node(child(path, "headGroupSpec"), out, frozenset(consumed), serve_ports)
     groups: list[Node] = []

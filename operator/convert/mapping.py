@@ -12,8 +12,8 @@ from types import NoneType, UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from pydantic.fields import FieldInfo
 
+from ..compose import validation_message
 from .outputs import Output, child
 
 
@@ -22,10 +22,6 @@ class _Missing:
 
 
 MISSING = _Missing()
-
-
-def fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
-    return model.model_fields
 
 
 def _submodel(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
@@ -45,7 +41,7 @@ def _submodel(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
 @cache
 def _adapter(model: type[BaseModel], name: str) -> TypeAdapter[Any]:
     """Validates one field's value alone: its type with its constraints (ge, pattern, ...)."""
-    info = fields(model)[name]
+    info = model.model_fields[name]
     annotation: Any = info.annotation
     if info.metadata:
         annotation = Annotated.__class_getitem__((annotation, *info.metadata))  # type: ignore[attr-defined]
@@ -58,11 +54,8 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def errors(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"])
-        parts.append(f"{where}: {item['msg']}" if where else item["msg"])
-    return "; ".join(parts)
+    """pydantic's errors as `field.path: message`, relative to the model that refused."""
+    return validation_message(error, root="")
 
 
 def field_error(model: type[BaseModel], name: str, value: Any) -> str | None:
@@ -91,7 +84,7 @@ def _no_field(model: type[BaseModel], key: Any) -> str:
 def map_field(model: type[BaseModel], name: str, value: Any, path: str, out: Output) -> Any:
     """`value` for the field `name` of `model`, nested models mapped key by key; MISSING (and a note on `out`)
     when the model has no such field or the field refuses the value. `path` is where the value is in the input."""
-    info = fields(model).get(name)
+    info = model.model_fields.get(name)
     if info is None:
         out.note(path, _no_field(model, name))
         return MISSING
@@ -135,7 +128,7 @@ def to_wire_keys(model: type[BaseModel], data: Mapping[str, Any]) -> dict[str, A
     the shape of a document the model refuses, printed commented out for a fix by hand."""
     out: dict[str, Any] = {}
     for key, value in data.items():
-        info = fields(model).get(key)
+        info = model.model_fields.get(key)
         if info is None:
             out[key] = value
             continue

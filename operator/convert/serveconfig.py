@@ -12,7 +12,7 @@ import yaml
 
 from ..api.cluster import ServeOptions
 from .dispatch import dispatch
-from .mapping import MISSING, NO_FIELD_REASONS, fields, map_field
+from .mapping import MISSING, NO_FIELD_REASONS, map_field
 from .outputs import Output, child
 
 
@@ -41,7 +41,7 @@ SERVICERS = "grpc_servicer_functions"
 
 def _option_field(section: str, key: str) -> str | None:
     prefixes = _SECTION_PREFIXES.get(section, (section.removesuffix("_options") + "_",))
-    return next((p + key for p in prefixes if p + key in fields(ServeOptions)), None)
+    return next((p + key for p in prefixes if p + key in ServeOptions.model_fields), None)
 
 
 def _section(section: str, values: Any, path: str, out: Output) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def serve_options(config: Mapping[str, Any], path: str, out: Output) -> dict[str
         where = child(path, str(key))
         if key == "applications":
             continue
-        if key in fields(ServeOptions) or not str(key).endswith("_options"):
+        if key in ServeOptions.model_fields or not str(key).endswith("_options"):
             converted = map_field(ServeOptions, str(key), value, where, out)
             if converted is not MISSING:
                 options[str(key)] = converted
@@ -84,8 +84,8 @@ def free_grpc_port(options: dict[str, Any], out: Output) -> None:
     serve Service would have one port twice, so the gRPC proxy moves to the next free one."""
     if "grpc_port" in options:
         return
-    default = fields(ServeOptions)["grpc_port"].default
-    http, grpc = options.get("http_port", fields(ServeOptions)["http_port"].default), default
+    default = ServeOptions.model_fields["grpc_port"].default
+    http, grpc = options.get("http_port", ServeOptions.model_fields["http_port"].default), default
     while grpc == http:
         grpc += 1
     if grpc != default:

@@ -178,7 +178,7 @@ def test_a_field_the_models_gain_is_picked_up_without_a_change_to_the_converter(
 
 def _sample_value(model: type[BaseModel], name: str) -> Any:
     """A value the field takes whatever its type: its default when it has one (None for optional fields)."""
-    info = convert.fields(model)[name]
+    info = model.model_fields[name]
     return None if info.is_required() or info.default is None else info.get_default(call_default_factory=True)
 
 
@@ -197,7 +197,7 @@ def test_every_field_of_the_models_is_reached_by_its_serve_name(
     model: type[BaseModel], handled_apart: set[str]
 ) -> None:
     """No field list lives in the converter: whatever field a model has (now, or once added) is found by name."""
-    names = [n for n, info in convert.fields(model).items() if n not in handled_apart and not info.is_required()]
+    names = [n for n, info in model.model_fields.items() if n not in handled_apart and not info.is_required()]
     out = convert.Output(None, "test")
     mapped = convert.map_onto(model, {n: _sample_value(model, n) for n in names}, "x", out)
     assert not out.notes, out.notes
@@ -209,7 +209,7 @@ def test_every_cluster_level_serve_option_is_reached() -> None:
     the model's naming (http_port, grpc_port, grpc_<option>; the HTTP proxy's others unprefixed)."""
     out = convert.Output(None, "test")
     config: dict[str, Any] = {"http_options": {}, "grpc_options": {}}
-    for name in convert.fields(ServeOptions):
+    for name in ServeOptions.model_fields:
         value = _sample_value(ServeOptions, name)
         if name.startswith("grpc_"):
             config["grpc_options"][name.removeprefix("grpc_")] = value
@@ -219,7 +219,7 @@ def test_every_cluster_level_serve_option_is_reached() -> None:
             config[name] = value
     options = convert.serve_options(config, "c", out)
     assert not out.notes, out.notes
-    assert set(options) == set(convert.fields(ServeOptions))
+    assert set(options) == set(ServeOptions.model_fields)
 
 
 @pytest.mark.parametrize(
