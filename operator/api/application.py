@@ -15,6 +15,8 @@ IMPORT_PATH_PATTERN = (
     r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z_][A-Za-z0-9_-]*)*"
     r":[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 )
+# One servicer function's import path; the spec and the servicers-only reader (compose.servicers) take the same.
+ServicerFunction = Annotated[str, Field(pattern=IMPORT_ATTR_PATTERN, max_length=512)]
 # An absolute URL path without a trailing slash ("/" alone is the root), made of URL-safe segments.
 ROUTE_PREFIX_PATTERN = r"^/([A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*)?$"
 
@@ -50,7 +52,7 @@ class ServeApplicationSpec(ApiModel):
         description="Ray runtime environment of the application (working_dir, pip, env_vars, ...).",
         json_schema_extra=FREE_FORM,
     )
-    grpc_servicer_functions: list[Annotated[str, Field(pattern=IMPORT_ATTR_PATTERN, max_length=512)]] | None = Field(
+    grpc_servicer_functions: list[ServicerFunction] | None = Field(
         default=None,
         max_length=64,
         description="Import paths of the generated `add_<Service>Servicer_to_server` functions of the gRPC "
@@ -86,7 +88,7 @@ class ServeApplicationSpec(ApiModel):
 class ServeApplicationServicers(StatusModel):
     """Only the gRPC servicers of a ServeApplication's spec (other fields ignored), read apart from the rest."""
 
-    grpc_servicer_functions: list[Annotated[str, Field(pattern=IMPORT_ATTR_PATTERN)]] | None = None
+    grpc_servicer_functions: list[ServicerFunction] | None = None
 
 
 class ServeApplicationStatus(StatusModel):
