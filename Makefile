@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: up down test unit lint install host binaries crds bench bench-scale
 
-$(STAMP): pyproject.toml
+# Two distributions, both editable: serveplane (the product, with the test and lint tools as its dev extra) and
+# serveplane-dev (e2e/pyproject.toml: serveplane.localcluster, the local control plane and test kit).
+$(STAMP): pyproject.toml e2e/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./e2e
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -95,8 +95,21 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+DEV_MISSING = (
+    "serveplane dev needs the serveplane-dev distribution (the local control plane, not part of serveplane): "
+    "pip install -e ./e2e from a source checkout"
+)
+
+
 def _dev(args: argparse.Namespace) -> int:
-    from serveplane.localcluster import devenv, trial
+    try:
+        from serveplane.localcluster import devenv, trial
+    except ModuleNotFoundError as error:
+        # Only serveplane-dev itself missing; a dependency missing inside it is a broken install and shows as such.
+        if error.name not in ("serveplane.localcluster", "serveplane"):
+            raise
+        print(DEV_MISSING, file=sys.stderr)
+        return 2
 
     if args.action == "up":
         if args.control_plane_only:

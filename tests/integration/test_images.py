@@ -84,6 +84,34 @@ def test_the_runtime_image_imports_ray_and_the_runtime_as_uid_1000(archives: dic
     assert out.split() == ["1000", "100", "/home/ray", ray_pin.removeprefix("ray[serve]==")]
 
 
+# What each project image's `pip install` put under the `serveplane` namespace, and the serveplane distributions.
+_INSTALLED = (
+    "import importlib.metadata as m, pathlib, serveplane\n"
+    "print(sorted({p.name for d in serveplane.__path__ for p in pathlib.Path(d).iterdir()} - {'__pycache__'}))\n"
+    "print(sorted(n for n in (d.metadata['Name'] or '' for d in m.distributions()) if n.startswith('serveplane')))"
+)
+
+
+@pytest.mark.parametrize("image", ["docker.io/serveplane/operator:0.1.0", "docker.io/serveplane/runtime:0.1.0"])
+def test_the_project_images_carry_the_product_without_the_local_control_plane(
+    archives: dict[str, ImageArchive], image: str,
+) -> None:
+    # serveplane.localcluster (e2e/, the serveplane-dev distribution) is neither copied in nor installed.
+    result = podman("run", "--rm", "--network", "none", image, "python", "-c", "import serveplane.localcluster")
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "ModuleNotFoundError: No module named 'serveplane.localcluster'" in result.stderr
+    packages, distributions = run(image, "python", "-c", _INSTALLED).splitlines()
+    assert packages == str(["examples", "operator", "runtime"])
+    assert distributions == str(["serveplane"])
+    # The product itself works there: the command, and the operator's import.
+    assert run(image, "serveplane", "--help").startswith("usage: serveplane")
+    run(image, "python", "-c", "import serveplane.operator, serveplane.operator.cli")
+    # And `serveplane dev` says what is missing, as after any plain `pip install serveplane`.
+    result = podman("run", "--rm", "--network", "none", image, "serveplane", "dev", "down")
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert "serveplane-dev" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.fixture
 def pause_container() -> Iterator[str]:
     name = f"serveplane-test-pause-{os.getpid()}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,29 @@ def test_dev_runs_the_right_function(command: str, called: str, monkeypatch: pyt
     assert args.func(args) == 0
     expected_args = (["get", "pods", "-A", "-o", "wide"],) if called == "devenv.kubectl" else ()
     assert calls == [(called, expected_args)]
+
+
+@pytest.mark.parametrize("command", ["serveplane dev up", "serveplane dev down", "serveplane dev kubectl get pods"])
+def test_dev_without_serveplane_dev_says_what_to_install(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    # As after a plain `pip install serveplane`: the package is not there (None in sys.modules fails its import).
+    monkeypatch.setitem(sys.modules, "serveplane.localcluster", None)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(shlex.split(command)[1:])
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == cli.DEV_MISSING + "\n"
+    assert "pip install -e ./e2e" in err and "Traceback" not in err
+
+
+def test_dev_does_not_hide_a_broken_serveplane_dev(monkeypatch: pytest.MonkeyPatch) -> None:
+    # serveplane-dev installed but one of its modules (or what they import) failing: the error itself, not the hint.
+    import serveplane.localcluster
+
+    monkeypatch.delattr(serveplane.localcluster, "trial", raising=False)
+    monkeypatch.setitem(sys.modules, "serveplane.localcluster.trial", None)
+    with pytest.raises(ModuleNotFoundError) as error:
+        cli.main(["dev", "down"])
+    assert error.value.name == "serveplane.localcluster.trial"
