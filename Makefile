@@ -38,10 +38,34 @@ up: binaries
 down: $(STAMP)
 	$(BIN)/serveplane dev down
 
-# Lint first (seconds), then unit, integration (real API server, real Ray) and e2e tests; the control plane binary
-# is built or reused.
+# Lint first (seconds), then the three tiers, unit, integration (real API server, real Ray) and e2e (the real node),
+# each a pytest process of its own: a tier's session fixtures (its Ray heads, its control plane) end with it, so none
+# runs beside the next tier. Every tier runs even when an earlier one failed (a failed integration test must not hide
+# what e2e says, as in one pytest run); make fails at the end, naming the failed tiers. Each tier prints its slowest
+# tests, its skips and its closing line; CI=true (.ci/run) makes a skip of what needs Ray, the control plane or the
+# node a failure (conftest.py). The binaries are built or reused first. `make test-unit` etc. run one tier.
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider --durations=25 -ra
+TIERS := unit:tests/unit integration:tests/integration e2e:e2e/tests
+.PHONY: test-unit test-integration test-e2e
+
 test: lint binaries
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	@failed=""; for tier in $(TIERS); do \
+		name=$${tier%%:*}; start=$$(date +%s); \
+		echo "== make test: $$name tier ($${tier#*:})"; \
+		$(PYTEST) $${tier#*:} || failed="$$failed $$name"; \
+		echo "== make test: $$name tier took $$(( $$(date +%s) - start )) s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "== make test: FAILED tiers:$$failed" >&2; exit 1; fi; \
+	echo "== make test: every tier passed"
+
+test-unit: $(STAMP)
+	$(PYTEST) tests/unit
+
+test-integration: binaries
+	$(PYTEST) tests/integration
+
+test-e2e: binaries
+	$(PYTEST) e2e/tests
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit

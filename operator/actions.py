@@ -61,30 +61,6 @@ class SetFinalizers:
 
 
 @dataclass(frozen=True)
-class Submit:
-    """PUT the composed Serve config to the head, then record its hash and the head's UID in the status."""
-
-    config: dict[str, Any]
-    config_hash: str
-    reason: str
-    head_ip: str
-    head_uid: str
-    generation: str = ""
-    """The generation whose head this is."""
-    upgrade: bool = False
-    """The head of an upgrade's new generation: what it accepted is recorded in status.upgrade instead."""
-    apps_hash: str | None = None
-    """The pending generation's record: the hash of the config's applications alone (capacity aside)."""
-
-
-@dataclass(frozen=True)
-class AdoptHead:
-    """Serve came back by itself on a new head (GCS fault tolerance): record the head as the config's, with no PUT."""
-
-    head_uid: str
-
-
-@dataclass(frozen=True)
 class PostEvent:
     """An Event on the ServeCluster: a step of an upgrade."""
 
@@ -99,6 +75,36 @@ class WriteStatus:
     name: str
     patch: dict[str, Any]
     """A merge patch of the status subresource."""
+
+
+@dataclass(frozen=True)
+class Submit:
+    """PUT the composed Serve config to the head; once Serve accepts it, write `record` (what the status records of
+    it: its hash and the head's UID, on the cluster or in status.upgrade for an upgrade's new head)."""
+
+    config: dict[str, Any]
+    config_hash: str
+    reason: str
+    head_ip: str
+    head_uid: str
+    generation: str
+    """The generation whose head this is."""
+    record: WriteStatus
+    """Written only after Serve accepted the config, before anything else."""
+
+    @property
+    def upgrade(self) -> bool:
+        """To an upgrade's new head: what it accepted goes into status.upgrade."""
+        return "upgrade" in self.record.patch
+
+
+@dataclass(frozen=True)
+class AdoptHead:
+    """Serve came back by itself on a new head (GCS fault tolerance): write `record` (the head as the config's), with
+    no PUT."""
+
+    head_uid: str
+    record: WriteStatus
 
 
 Action = (

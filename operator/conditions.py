@@ -1,7 +1,7 @@
 """PURE: Kubernetes-shaped conditions, and carrying lastTransitionTime over when a status does not change."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from .api.base import Condition, ConditionStatus
@@ -31,9 +31,8 @@ def triple(
     ]
 
 
-def merge(old: list[dict[str, Any]], new: list[Condition], now: datetime | None = None) -> list[dict[str, Any]]:
+def merge(old: list[dict[str, Any]], new: list[Condition], now: datetime) -> list[dict[str, Any]]:
     """New conditions on the wire, keeping each one's lastTransitionTime while its status stays the same."""
-    now = now or datetime.now(UTC)
     previous = {c.get("type"): c for c in old}
     out = []
     for condition in new:

@@ -1,7 +1,10 @@
 """The act step of a round: performs a Plan's actions in order, records metrics and Events, and feeds every
 write's response back into the store, so the next round sees its own writes before their watch events arrive.
 
-An action that raises stops the round; the loop retries it with backoff from a fresh snapshot.
+It decides nothing: what to write and when is in the actions (a Submit carries the status record to write once
+Serve accepts the config). An action that raises stops the round there (the order is the planner's, see
+`planner`); the loop retries with backoff from a fresh snapshot. Serve's refusal or an unreachable dashboard is
+no exception: it is counted, and the round goes on.
 """
 
 from __future__ import annotations
@@ -12,17 +15,17 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from . import actions, metrics, objects
 from .actions import Action, AdoptHead, Apply, CreatePod, DeletePod, LabelPod, SetFinalizers, Submit, WriteStatus
 from .api.kinds import CLUSTERS, PODS, SECRETS
 from .cache import Key, Store
 from .clients.dashboard import DashboardError, DashboardRejected, DashboardUnauthorized
+from .clients.dashboards import DashboardPool, timed
 from .clients.kube import Kube, KubeError
 from .manifests import auth
 from .objects import Obj
-from .observe import DashboardPool, cluster_token, timed
+from .observe import cluster_token
 from .snapshot import Rejection
 
 log = logging.getLogger(__name__)
@@ -35,10 +38,6 @@ class ClusterMemory:
     rejection: Rejection | None = None
     composed_since: dict[str, float] = field(default_factory=dict)
     """When each composed config hash was first planned: the start of the change-to-applied latency."""
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Executor:
@@ -89,11 +88,8 @@ class Executor:
                 return await self._submit(key, action, memory)
             case actions.PostEvent(type=kind, reason=reason, message=message):
                 await self._event(cluster, kind, reason, message)
-            case AdoptHead(head_uid=head_uid):
-                recovery = {"headUid": head_uid, "time": _now(), "how": "RecoveredFromGcs"}
-                patch = {"appliedHeadUid": head_uid, "lastHeadRecovery": recovery}
-                self._keep(CLUSTERS, await self.kube.patch_custom_status(CLUSTERS, namespace, name, patch))
-                metrics.HEAD_RECOVERIES.labels("RecoveredFromGcs").inc()
+            case AdoptHead(record=record):
+                await self._record(namespace, record)
                 await self._event(
                     cluster, "Normal", "ServeRecovered",
                     "Serve came back on the new head from the GCS's state in Redis; nothing was resubmitted",
@@ -145,6 +141,8 @@ class Executor:
             log.warning("ServeCluster %s/%s: submitting the Serve config failed: %s", namespace, name, error)
             return False
         metrics.SUBMISSIONS.labels(action.reason, "applied").inc()
+        # Record at once: if the operator stops right here, its successor must not submit again.
+        await self._record(namespace, action.record)
         since = memory.composed_since.pop(action.config_hash, None)
         if since is not None:
             metrics.SPEC_TO_APPLIED_SECONDS.observe(time.monotonic() - since)
@@ -157,15 +155,12 @@ class Executor:
             "ConfigApplied",
             f"submitted Serve config {action.config_hash} ({action.reason}): {names}",
         )
-        # Record at once: if the operator stops right here, its successor must not submit again.
-        applied: dict[str, object] = {"appliedConfigHash": action.config_hash, "appliedHeadUid": action.head_uid}
-        if action.upgrade:
-            # An upgrade's new head: the active generation's record stays as it is.
-            upgrade = {**applied, "appliedApps": action.apps_hash}
-            self._keep(CLUSTERS, await self.kube.patch_custom_status(CLUSTERS, namespace, name, {"upgrade": upgrade}))
-            return True
-        if action.reason == "HeadReplaced":
-            applied["lastHeadRecovery"] = {"headUid": action.head_uid, "time": _now(), "how": "Resubmitted"}
-            metrics.HEAD_RECOVERIES.labels("Resubmitted").inc()
-        self._keep(CLUSTERS, await self.kube.patch_custom_status(CLUSTERS, namespace, name, applied))
         return True
+
+    async def _record(self, namespace: str, record: WriteStatus) -> None:
+        """Write a status record the planner made; a head recovery it records is counted by how it went."""
+        written = await self.kube.patch_custom_status(record.kind, namespace, record.name, record.patch)
+        self._keep(record.kind, written)
+        how = (record.patch.get("lastHeadRecovery") or {}).get("how")
+        if how:
+            metrics.HEAD_RECOVERIES.labels(how).inc()

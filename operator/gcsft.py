@@ -43,7 +43,7 @@ def head_change(
     config_hash: str,
     composed_apps: set[str],
     serve: dict[str, Any] | None,
-    now: datetime | None,
+    now: datetime,
 ) -> HeadChange | None:
     """Under GCS fault tolerance, after the head restarted (a new pod, or the same pod's Ray crashed) while running
     the applied config: adopt a new head once Serve runs every application again, and wait while Serve may still
@@ -56,7 +56,7 @@ def head_change(
     if composed_apps <= set(serve.get("applications") or {}):
         return HeadChange.ADOPT if applied.get("appliedHeadUid") != objects.uid(head) else None
     since = generations.ready_since(head)
-    if since is None or now is None or (now - since).total_seconds() < SERVE_RECOVERY_S:
+    if since is None or (now - since).total_seconds() < SERVE_RECOVERY_S:
         return HeadChange.WAIT
     return None
 

@@ -23,7 +23,7 @@ from . import objects
 from .api.cluster import UpgradeStrategySpec, UpgradeType
 from .manifests import common
 from .objects import Obj
-from .plan import generation_of, pod_ready
+from .podfacts import generation_of, pod_ready
 
 LEGACY = ""
 """The generation of pods made before generations existed (no label): upgraded away like any other."""
@@ -157,7 +157,7 @@ def upgrade_step(
     apps: set[str],
     failure: str | None,
     since_step: datetime | None,
-    now: datetime | None,
+    now: datetime,
     labels_settled: bool = True,
 ) -> Step:
     """The next step of the upgrade to the pending generation, whose wanted pods are `desired` (head first).
@@ -240,13 +240,11 @@ def _timed_out(
     active: Generation,
     pending: Generation,
     since_step: datetime | None,
-    now: datetime | None,
+    now: datetime,
     apps: set[str],
 ) -> str | None:
     """The new generation made no progress (a pod created or becoming Ready, a new step) for timeoutSeconds.
     Never while a pod is terminating: the upgrade then waits for an old pod's drain, not for the new generation."""
-    if now is None:
-        return None
     if any(objects.is_deleting(p) for p in active.pods + pending.pods):
         return None
     since = max([t for t in (_progress_since(pending.pods), since_step) if t], default=None)
@@ -257,8 +255,8 @@ def _timed_out(
     return f"the new generation made no progress for {strategy.timeout_seconds}s: {what}"
 
 
-def retire(pods: list[Obj], *, keep_until: datetime | None, now: datetime | None) -> dict[str, str]:
+def retire(pods: list[Obj], *, keep_until: datetime | None, now: datetime) -> dict[str, str]:
     """A retiring generation's pods go at once, or after BlueGreen's delay for requests in flight."""
-    if keep_until is not None and (now is None or now < keep_until):
+    if keep_until is not None and now < keep_until:
         return {}
     return {objects.name(p): "its generation was replaced" for p in pods if not objects.is_deleting(p)}

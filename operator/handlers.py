@@ -24,11 +24,11 @@ from .api.base import GROUP, VERSION
 from .api.kinds import APPS, CLUSTERS, DEPLOYMENTS
 from .cache import CUSTOM, Store
 from .clients import kube
+from .clients.dashboards import DashboardPool
 from .clients.kube import Kube, credentials
 from .executor import Executor
 from .loops import ClusterLoops
 from .manifests import common
-from .observe import DashboardPool
 from .settings import Settings
 
 log = logging.getLogger(__name__)

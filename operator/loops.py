@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterable
 
 from . import metrics
 from .cache import Key, Store
+from .clients.dashboards import DashboardPool
 from .executor import ClusterMemory, Executor
-from .observe import DashboardPool, observe
+from .observe import observe
 from .planner import plan_round
 from .settings import Settings
+from .stages.context import Settings as RoundSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,9 @@ class ClusterLoops:
         self.executor = executor
         self.dashboards = dashboards
         self.settings = settings
+        self.round_settings = RoundSettings(
+            image=settings.default_image, access=settings.access, autoscaler_role=settings.autoscaler_cluster_role
+        )
         self._synced = False
         self._leading = False
         self._wakers: dict[Key, asyncio.Event] = {}
@@ -82,10 +87,7 @@ class ClusterLoops:
         result = "error"
         try:
             snap = await observe(self.store, self.dashboards, key, memory.rejection)
-            plan = plan_round(
-                snap, image=self.settings.default_image, access=self.settings.access,
-                autoscaler_role=self.settings.autoscaler_cluster_role,
-            )
+            plan = plan_round(snap, self.round_settings)
             if not self.may_act():
                 log.warning("reconcile of %s/%s skipped: the lease is not known to be held now", *key)
                 result = "skipped"

@@ -6,13 +6,10 @@ The store answers without a request; the dashboard is the one thing asked each r
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from . import metrics, objects, plan
+from . import objects, podfacts
 from .api.kinds import (
     APPS,
     CLUSTERS,
@@ -26,70 +23,15 @@ from .api.kinds import (
     SERVICES,
 )
 from .cache import ORPHANS, Key, Store, app_cluster, deployment_app
-from .clients.dashboard import DashboardClient, DashboardError, DashboardRejected
+from .clients.dashboard import DashboardError
+from .clients.dashboards import DashboardPool, timed
 from .manifests import auth, common
 from .snapshot import Rejection, Snapshot, TokenSecret
-
-T = TypeVar("T")
-
-
-async def timed(method: str, call: Awaitable[T]) -> T:
-    """Await a dashboard call, recording its latency and outcome (2xx, 4xx code, or `error`)."""
-    start = time.monotonic()
-    code = "error"
-    try:
-        result = await call
-        code = "2xx"
-        return result
-    except DashboardRejected as error:
-        code = str(error.status)
-        raise
-    finally:
-        metrics.DASHBOARD_REQUESTS.labels(method, code).inc()
-        metrics.DASHBOARD_SECONDS.labels(method).observe(time.monotonic() - start)
 
 
 def cluster_token(store: Store, namespace: str, cluster: str) -> str | None:
     """The Ray auth token of a cluster, from its Secret in the store; None without one (auth Disabled)."""
     return auth.token_of(store.get(SECRETS, namespace, common.token_secret_name(cluster)))
-
-
-@dataclass
-class DashboardPool:
-    """One dashboard client per generation of a cluster, replaced when its head pod (and so its IP) or the auth
-    token changes."""
-
-    timeout_s: float
-    _clients: dict[tuple[str, str, str], tuple[str | None, DashboardClient]] = field(
-        default_factory=dict, repr=False
-    )
-    """(namespace, cluster, generation) -> (the digest of the client's token, the client)."""
-
-    async def for_head(
-        self, namespace: str, cluster: str, generation: str, head_ip: str, token: str | None
-    ) -> DashboardClient:
-        key = (namespace, cluster, generation)
-        url = f"http://{head_ip}:{common.DASHBOARD_PORT}"
-        fingerprint = auth.digest(token) if token else None
-        current = self._clients.get(key)
-        if current is not None and current[1].base_url.rstrip("/") == url and current[0] == fingerprint:
-            return current[1]
-        if current is not None:
-            await current[1].close()
-        # One try per call: the reconcile loop itself is the retry, and a dead head must not stall it.
-        client = DashboardClient(url, timeout_s=self.timeout_s, retries=1, token=token)
-        self._clients[key] = (fingerprint, client)
-        return client
-
-    async def forget(self, namespace: str, cluster: str, keep: set[str] | None = None) -> None:
-        """Close the clients of a cluster's generations, but those in `keep`."""
-        for key in [k for k in self._clients if k[:2] == (namespace, cluster) and k[2] not in (keep or set())]:
-            await self._clients.pop(key)[1].close()
-
-    async def close(self) -> None:
-        for _, client in self._clients.values():
-            await client.close()
-        self._clients.clear()
 
 
 def _token_secret(store: Store, namespace: str, cluster: str) -> TokenSecret | None:
@@ -101,7 +43,7 @@ def _token_secret(store: Store, namespace: str, cluster: str) -> TokenSecret | N
     return TokenSecret(name=name, digest=auth.digest(token) if token else None)
 
 
-def _from_store(store: Store, key: Key) -> Snapshot:
+def _from_store(store: Store, key: Key, now: datetime) -> Snapshot:
     namespace, name = key
     apps = tuple(a for a in store.in_namespace(APPS, namespace) if app_cluster(a) == name)
     app_names = {objects.name(a) for a in apps}
@@ -129,18 +71,19 @@ def _from_store(store: Store, key: Key) -> Snapshot:
         token_secret=_token_secret(store, namespace, name) if name != ORPHANS else None,
         apps=tuple(sorted(apps, key=objects.name)),
         deployments=tuple(sorted(deployments, key=objects.name)),
+        now=now,
     )
 
 
 async def observe(store: Store, dashboards: DashboardPool, key: Key, rejection: Rejection | None) -> Snapshot:
     """What a round plans from: the store's objects and, while the cluster lives and its head has an IP,
     Serve's report."""
-    snap = _from_store(store, key)
+    snap = _from_store(store, key, datetime.now(UTC))
     reports: dict[str, dict[str, Any] | None] = {}
     errors: dict[str, str] = {}
     if snap.cluster is not None and not objects.is_deleting(snap.cluster):
         # Every generation with a live head: the active one, and an upgrade's new one (two GETs only then).
-        heads = {plan.generation_of(p): p for p in snap.pods if common.is_head(p) and not objects.is_deleting(p)}
+        heads = {podfacts.generation_of(p): p for p in snap.pods if common.is_head(p) and not objects.is_deleting(p)}
         token = cluster_token(store, snap.namespace, snap.name)
         for generation, head in sorted(heads.items()):
             head_ip = (head.get("status") or {}).get("podIP")
@@ -155,5 +98,5 @@ async def observe(store: Store, dashboards: DashboardPool, key: Key, rejection: 
     elif snap.cluster is None:
         await dashboards.forget(snap.namespace, snap.name)
     return dataclasses.replace(
-        snap, reports=reports, report_errors=errors, rejection=rejection, now=datetime.now(UTC)
+        snap, reports=reports, report_errors=errors, rejection=rejection
     )

@@ -26,7 +26,7 @@ class TokenSecret:
     """None: the Secret holds no usable token."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Snapshot:
     """One cluster loop's world: a ServeCluster (or its absence) and everything on it, plus Serve's report."""
 
@@ -52,5 +52,6 @@ class Snapshot:
     report_errors: dict[str, str] = field(default_factory=dict)
     """Per generation: why its dashboard gave no answer."""
     rejection: Rejection | None = None
-    now: datetime | None = None
-    """When the round observed; new conditions' lastTransitionTime."""
+    now: datetime
+    """When the round observed: new conditions' lastTransitionTime, an upgrade's timeout. The pure layer never reads
+    the clock itself."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
 
 from . import conditions, objects
 from .api.application import ServeApplicationStatus
@@ -111,8 +113,8 @@ def cluster_status(view: ClusterView, composition: Composition | None, applied: 
     return status.to_wire()
 
 
-def wire_time(now: datetime | None) -> str | None:
-    return now.strftime("%Y-%m-%dT%H:%M:%SZ") if now else None
+def wire_time(now: datetime) -> str:
+    return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def upgrading(wire: list[dict[str, Any]], step: str, failure: str | None) -> list[dict[str, Any]]:
@@ -256,8 +258,21 @@ def deployment_status(sdep: Obj, verdict: Verdict | None, serve_app: dict[str, A
     return status.to_wire()
 
 
+M = TypeVar("M", bound=StatusModel)
+
+
+def read(model: type[M], stored: dict[str, Any]) -> M:
+    """A stored status as its model. A field that does not parse (written by another hand, or half written by an
+    older operator) reads as unset, so one bad field never stops a round; the others are kept."""
+    try:
+        return model.model_validate(stored)
+    except ValidationError as error:
+        bad = {str(e["loc"][0]) for e in error.errors() if e["loc"]}
+        return model.model_validate({k: v for k, v in stored.items() if k not in bad})
+
+
 def status_patch(
-    model: type[StatusModel], old: dict[str, Any], new: dict[str, Any], now: datetime | None = None
+    model: type[StatusModel], old: dict[str, Any], new: dict[str, Any], now: datetime
 ) -> dict[str, Any] | None:
     """The merge patch that turns `old` into `new`, or None when they already match (nothing to write).
 

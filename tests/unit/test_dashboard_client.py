@@ -20,7 +20,7 @@ from serveplane.operator.clients.dashboard import (
     DashboardUnauthorized,
     DashboardUnavailable,
 )
-from serveplane.operator.observe import DashboardPool
+from serveplane.operator.clients.dashboards import DashboardPool
 
 
 @dataclass

@@ -13,6 +13,7 @@ from serveplane.operator.actions import AdoptHead, CreatePod, DeletePod, SetFina
 from serveplane.operator.api.cluster import ServeClusterSpec
 from serveplane.operator.manifests import cleanup, pods, rayenv
 from serveplane.operator.snapshot import Snapshot, TokenSecret
+from serveplane.operator.stages.context import Settings
 from serveplane.runtime import args as runtime_args
 from serveplane.runtime import redis_cleanup
 
@@ -176,7 +177,7 @@ def test_the_planner_adopts_a_recovered_head_instead_of_resubmitting(k8s: Any) -
     cluster = k8s.cluster("demo", SPEC, uid="c1", finalizers=[gcsft.REDIS_FINALIZER])
     snap0 = Snapshot(namespace=k8s.namespace, name="demo", cluster=cluster, apps=(k8s.app("hello"),),
                      token_secret=TokenSecret("demo-ray-token", digest="d"), now=NOW)
-    config_hash = planner.plan_round(snap0, image="i").config_hash
+    config_hash = planner.plan_round(snap0, Settings(image="i")).config_hash
     cluster["status"] = {"appliedConfigHash": config_hash, "appliedHeadUid": "old-head"}
     new_head = head(k8s, uid="new-head", ready_for_s=3)
     worker = k8s.observed(ray_pods(k8s.namespace)[1], ip="10.0.0.2")
@@ -186,9 +187,15 @@ def test_the_planner_adopts_a_recovered_head_instead_of_resubmitting(k8s: Any) -
     snap = Snapshot(namespace=k8s.namespace, name="demo", cluster=cluster, apps=(k8s.app("hello"),),
                     pods=(new_head, worker), token_secret=TokenSecret("demo-ray-token", digest="d"),
                     reports={generation(k8s.namespace): serve}, now=NOW)
-    actions = planner.plan_round(snap, image="i").actions
+    actions = planner.plan_round(snap, Settings(image="i")).actions
     assert not [a for a in actions if isinstance(a, Submit)]
-    assert [a for a in actions if isinstance(a, AdoptHead)] == [AdoptHead("new-head")]
+    (adopt,) = [a for a in actions if isinstance(a, AdoptHead)]
+    assert adopt.head_uid == "new-head"
+    # What the status records of it is the plan's: the head as the config's, recovered from the GCS, at `now`.
+    assert adopt.record.patch == {
+        "appliedHeadUid": "new-head",
+        "lastHeadRecovery": {"headUid": "new-head", "time": "2024-05-03T12:00:00Z", "how": "RecoveredFromGcs"},
+    }
     assert not [a for a in actions if isinstance(a, DeletePod)]
 
 

@@ -56,7 +56,7 @@ def test_a_new_file_in_a_copied_directory_changes_the_key(tree: Path) -> None:
 
 def test_bytecode_caches_do_not_change_any_key(tree: Path) -> None:
     before = images.image_keys(tree)
-    for package in ("operator", "runtime", "e2e/localcluster", "examples/apps"):
+    for package in ("operator", "runtime", "examples/apps"):
         cache = tree / package / "__pycache__"
         cache.mkdir(exist_ok=True)
         (cache / "module.cpython-311.pyc").write_bytes(b"\x00bytecode")
@@ -122,7 +122,7 @@ def test_cache_key_covers_names_and_contents(tmp_path: Path) -> None:
 
 
 def test_copy_sources_reads_the_dockerfiles_copy_lines() -> None:
-    expected = ["pyproject.toml", "README.md", "operator", "runtime", "e2e/localcluster", "examples/apps"]
+    expected = ["pyproject.toml", "README.md", "operator", "runtime", "examples/apps"]
     for name in ("operator", "runtime"):
         assert images.copy_sources((REPO / f"helm/Dockerfile.{name}").read_text()) == expected
     text = (

@@ -8,10 +8,10 @@ from typing import Any, cast
 
 from serveplane.operator.api.kinds import CLUSTERS
 from serveplane.operator.cache import Key, Store
+from serveplane.operator.clients.dashboards import DashboardPool
 from serveplane.operator.election import LeaderElector, LeaseConfig
 from serveplane.operator.executor import ClusterMemory, Executor
 from serveplane.operator.loops import ClusterLoops
-from serveplane.operator.observe import DashboardPool
 from serveplane.operator.settings import Settings
 
 KEY: Key = ("ns", "demo")

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from serveplane.operator import plan
+from serveplane.operator import finalizers, podfacts, proxies, rollout, submission
 from serveplane.operator.api.cluster import ServeClusterSpec
 from serveplane.operator.manifests import auth, common, pods
 
@@ -32,21 +32,21 @@ def names(objs: list[dict[str, Any]]) -> list[str]:
 
 
 def test_creates_every_pod_of_a_new_cluster():
-    todo = plan.plan_pods(desired(), [])
+    todo = rollout.plan_pods(desired(), [])
     assert names(todo.create) == EVERY_POD
     assert todo.delete == {}
 
 
 def test_nothing_to_do_when_observed_matches(k8s):
     want = desired()
-    todo = plan.plan_pods(want, [k8s.observed(p) for p in want])
+    todo = rollout.plan_pods(want, [k8s.observed(p) for p in want])
     assert todo.create == [] and todo.delete == {}
 
 
 def test_creates_only_the_missing_pod(k8s):
     want = desired()
     have = [k8s.observed(want[0]), k8s.observed(want[2])]
-    todo = plan.plan_pods(want, have)
+    todo = rollout.plan_pods(want, have)
     assert names(todo.create) == ["demo-0a1b2-worker-cpu-0"]
     assert todo.create[0] == want[1]
     assert todo.delete == {}
@@ -54,7 +54,7 @@ def test_creates_only_the_missing_pod(k8s):
 
 def test_deletes_pods_no_longer_in_the_spec(k8s):
     have = [k8s.observed(p) for p in desired(workers=3)]
-    todo = plan.plan_pods(desired(workers=1), have)
+    todo = rollout.plan_pods(desired(workers=1), have)
     assert todo.create == []
     assert set(todo.delete) == {"demo-0a1b2-worker-cpu-1", "demo-0a1b2-worker-cpu-2"}
     assert all("no longer in the spec" in why for why in todo.delete.values())
@@ -64,7 +64,7 @@ def test_deletes_pods_no_longer_in_the_spec(k8s):
 def test_deletes_ended_pods_so_they_are_recreated(k8s, phase):
     want = desired()
     have = [k8s.observed(want[0]), k8s.observed(want[1], phase=phase, ready=False), k8s.observed(want[2])]
-    todo = plan.plan_pods(want, have)
+    todo = rollout.plan_pods(want, have)
     assert list(todo.delete) == ["demo-0a1b2-worker-cpu-0"]
     assert phase in todo.delete["demo-0a1b2-worker-cpu-0"]
     assert todo.create == []  # recreated on a later round, once the old pod is gone
@@ -78,7 +78,7 @@ def test_never_touches_pods_being_deleted(k8s):
         k8s.observed(desired(workers=3)[3], deleting=True),  # unwanted, already going
         k8s.observed(desired(workers=3)[2], deleting=True, phase="Failed"),
     ]
-    todo = plan.plan_pods(want, have)
+    todo = rollout.plan_pods(want, have)
     assert todo.create == []
     assert todo.delete == {}
 
@@ -86,7 +86,7 @@ def test_never_touches_pods_being_deleted(k8s):
 def test_stale_pods_are_replaced_one_at_a_time_workers_first(k8s):
     old, new = desired(image="ray:1"), desired(image="ray:2")
     have = [k8s.observed(p) for p in old]
-    todo = plan.plan_pods(new, have)
+    todo = rollout.plan_pods(new, have)
     assert todo.create == []
     assert list(todo.delete) == ["demo-0a1b2-worker-cpu-0"]
     assert "spec changed" in todo.delete["demo-0a1b2-worker-cpu-0"]
@@ -95,13 +95,13 @@ def test_stale_pods_are_replaced_one_at_a_time_workers_first(k8s):
 def test_head_is_replaced_last(k8s):
     old, new = desired(image="ray:1"), desired(image="ray:2")
     have = [k8s.observed(old[0]), k8s.observed(new[1]), k8s.observed(new[2])]
-    assert list(plan.plan_pods(new, have).delete) == ["demo-0a1b2-head"]
+    assert list(rollout.plan_pods(new, have).delete) == ["demo-0a1b2-head"]
 
 
 def test_a_replaced_pod_is_recreated_with_the_new_spec(k8s):
     old, new = desired(image="ray:1"), desired(image="ray:2")
     have = [k8s.observed(old[0]), k8s.observed(new[2])]  # worker 0 was deleted for replacement
-    todo = plan.plan_pods(new, have)
+    todo = rollout.plan_pods(new, have)
     assert todo.create == [new[1]]
     assert todo.delete == {}
 
@@ -109,14 +109,14 @@ def test_a_replaced_pod_is_recreated_with_the_new_spec(k8s):
 def test_no_replacement_while_any_pod_is_not_ready(k8s):
     old, new = desired(image="ray:1"), desired(image="ray:2")
     have = [k8s.observed(old[0]), k8s.observed(old[1]), k8s.observed(old[2], ready=False)]
-    assert plan.plan_pods(new, have).delete == {}
+    assert rollout.plan_pods(new, have).delete == {}
 
 
 def test_no_replacement_while_a_pod_is_missing_or_deleting(k8s):
     old, new = desired(image="ray:1"), desired(image="ray:2")
-    missing = plan.plan_pods(new, [k8s.observed(old[0]), k8s.observed(old[1])])
+    missing = rollout.plan_pods(new, [k8s.observed(old[0]), k8s.observed(old[1])])
     assert names(missing.create) == ["demo-0a1b2-worker-cpu-1"] and missing.delete == {}
-    deleting = plan.plan_pods(new, [k8s.observed(old[0]), k8s.observed(old[1]),
+    deleting = rollout.plan_pods(new, [k8s.observed(old[0]), k8s.observed(old[1]),
                                     k8s.observed(old[2], deleting=True)])
     assert deleting.create == [] and deleting.delete == {}
 
@@ -124,7 +124,7 @@ def test_no_replacement_while_a_pod_is_missing_or_deleting(k8s):
 def test_no_replacement_while_an_unwanted_pod_is_still_going(k8s):
     old, new = desired(workers=2, image="ray:1"), desired(workers=1, image="ray:2")
     have = [k8s.observed(p) for p in old]
-    todo = plan.plan_pods(new, have)
+    todo = rollout.plan_pods(new, have)
     assert list(todo.delete) == ["demo-0a1b2-worker-cpu-1"]  # scale down first, no replacement in the same round
 
 
@@ -167,7 +167,7 @@ def test_a_token_change_replaces_every_ray_pod_at_once(k8s, case):
         for pod, state in zip(old, states, strict=True)
         if state != "gone"
     ]
-    todo = plan.plan_pods(new, have)
+    todo = rollout.plan_pods(new, have)
     assert sorted(todo.delete) == deleted
     assert all(ROTATE in why for why in todo.delete.values())
     assert names(todo.create) == created
@@ -176,7 +176,7 @@ def test_a_token_change_replaces_every_ray_pod_at_once(k8s, case):
 def test_pod_without_hash_annotation_counts_as_stale(k8s):
     want = desired(workers=0)
     have = [k8s.observed(want[0], annotations={})]
-    assert list(plan.plan_pods(want, have).delete) == ["demo-0a1b2-head"]
+    assert list(rollout.plan_pods(want, have).delete) == ["demo-0a1b2-head"]
 
 
 # --- generations ---------------------------------------------------------------------------------------------
@@ -184,10 +184,10 @@ def test_pod_without_hash_annotation_counts_as_stale(k8s):
 
 def test_generation_of_a_pod_is_its_label_and_legacy_pods_have_none(k8s):
     head = k8s.observed(desired(workers=0)[0])
-    assert plan.generation_of(head) == GEN
+    assert podfacts.generation_of(head) == GEN
     del head["metadata"]["labels"][common.GENERATION_LABEL]
-    assert plan.generation_of(head) == ""
-    assert plan.generation_of({"metadata": {"name": "bare"}}) == ""
+    assert podfacts.generation_of(head) == ""
+    assert podfacts.generation_of({"metadata": {"name": "bare"}}) == ""
 
 
 def test_is_head_by_the_node_type_label(k8s):
@@ -200,23 +200,23 @@ def test_live_head_is_the_generations_head_by_its_labels(k8s):
     old = [k8s.observed(p) for p in desired(workers=1, generation="aaaaa")]
     new = [k8s.observed(p) for p in desired(workers=1, generation="bbbbb")]
     everything = [old[1], new[1], *old[:1], *new[:1]]  # workers first: a worker is never taken for the head
-    assert plan.live_head(everything, "aaaaa") is old[0]
-    assert plan.live_head(everything, "bbbbb") is new[0]
-    assert plan.live_head(everything, "ccccc") is None
-    assert plan.live_head([old[1], new[1]], "aaaaa") is None, "workers only: no head"
+    assert podfacts.live_head(everything, "aaaaa") is old[0]
+    assert podfacts.live_head(everything, "bbbbb") is new[0]
+    assert podfacts.live_head(everything, "ccccc") is None
+    assert podfacts.live_head([old[1], new[1]], "aaaaa") is None, "workers only: no head"
 
 
 def test_live_head_skips_a_terminating_head(k8s):
     going = k8s.observed(desired(workers=0)[0], deleting=True)
-    assert plan.live_head([going], GEN) is None
+    assert podfacts.live_head([going], GEN) is None
 
 
 def test_live_head_of_the_legacy_generation_is_the_unlabelled_head(k8s):
     legacy = k8s.observed(desired(workers=0)[0])
     del legacy["metadata"]["labels"][common.GENERATION_LABEL]
     labelled = k8s.observed(desired(workers=0)[0])
-    assert plan.live_head([labelled, legacy], "") is legacy
-    assert plan.live_head([legacy], GEN) is None
+    assert podfacts.live_head([labelled, legacy], "") is legacy
+    assert podfacts.live_head([legacy], GEN) is None
 
 
 def test_withdrawn_removes_the_proxy_labels_only_where_there_are_some(k8s):
@@ -226,8 +226,8 @@ def test_withdrawn_removes_the_proxy_labels_only_where_there_are_some(k8s):
         k8s.observed(want[1], labels={common.PROXY_LABEL: common.PROXY_HEALTHY}),
         k8s.observed(want[2]),
     ]
-    assert plan.withdrawn(observed) == {"demo-0a1b2-head": UNLABELLED, "demo-0a1b2-worker-cpu-0": UNLABELLED}
-    assert plan.withdrawn([]) == {}
+    assert proxies.withdrawn(observed) == {"demo-0a1b2-head": UNLABELLED, "demo-0a1b2-worker-cpu-0": UNLABELLED}
+    assert proxies.withdrawn([]) == {}
 
 
 @pytest.mark.parametrize(
@@ -242,8 +242,8 @@ def test_withdrawn_removes_the_proxy_labels_only_where_there_are_some(k8s):
 )
 def test_pod_ready(conditions, ready):
     pod = {"metadata": {"name": "p"}, "status": {"conditions": conditions}}
-    assert plan.pod_ready(pod) is ready
-    assert plan.pod_ready({"metadata": {"name": "p"}}) is False
+    assert podfacts.pod_ready(pod) is ready
+    assert podfacts.pod_ready({"metadata": {"name": "p"}}) is False
 
 
 # --- when to PUT the config ---------------------------------------------------------------------------------
@@ -257,7 +257,7 @@ def reason(**overrides: Any) -> str | None:
         "composed_apps": {"a", "b"}, "serve_apps": {"a", "b"}, "rejected_hash": None,
     }
     args.update(overrides)
-    return plan.submit_reason(**args)
+    return submission.submit_reason(**args)
 
 
 def test_nothing_to_submit_when_up_to_date():
@@ -326,7 +326,7 @@ def test_labels_pods_whose_proxy_is_healthy_and_unlabels_the_others(k8s):
         k8s.observed(want[2], ip="10.0.0.3", labels=serving("actor-2")),  # labelled and healthy: unchanged
     ]
     serve = serve_report(("10.0.0.1", "HEALTHY"), ("10.0.0.2", "UNHEALTHY"), ("10.0.0.3", "HEALTHY"))
-    assert plan.proxy_labels(observed, serve) == {HEAD: serving("actor-0"), W0: UNLABELLED}
+    assert proxies.proxy_labels(observed, serve) == {HEAD: serving("actor-0"), W0: UNLABELLED}
 
 
 def test_draining_or_missing_proxies_lose_the_label(k8s):
@@ -335,19 +335,21 @@ def test_draining_or_missing_proxies_lose_the_label(k8s):
                 k8s.observed(want[1], ip="10.0.0.2", labels=serving("actor-9")),
                 k8s.observed(want[2], ip=None)]
     serve = serve_report(("10.0.0.1", "DRAINING"))
-    assert plan.proxy_labels(observed, serve) == {"demo-0a1b2-head": UNLABELLED, "demo-0a1b2-worker-cpu-0": UNLABELLED}
+    assert proxies.proxy_labels(observed, serve) == {
+        "demo-0a1b2-head": UNLABELLED, "demo-0a1b2-worker-cpu-0": UNLABELLED
+    }
 
 
 def test_no_changes_when_labels_are_right(k8s):
     want = desired()
     observed = [k8s.observed(want[0], ip="10.0.0.1", labels=serving("actor-0")),
                 k8s.observed(want[1], ip="10.0.0.2")]
-    assert plan.proxy_labels(observed, serve_report(("10.0.0.1", "HEALTHY"))) == {}
+    assert proxies.proxy_labels(observed, serve_report(("10.0.0.1", "HEALTHY"))) == {}
 
 
 def test_labels_stay_as_they_are_without_a_report_from_serve(k8s):
     observed = [k8s.observed(p) for p in desired()]
-    assert plan.proxy_labels(observed, None) == {}
+    assert proxies.proxy_labels(observed, None) == {}
 
 
 @pytest.mark.parametrize("report", [None, "healthy"])
@@ -357,7 +359,7 @@ def test_a_pod_that_is_not_ready_loses_its_labels_report_or_not(k8s, report):
     observed = [k8s.observed(want[0], ip="10.0.0.1", ready=False, labels=serving("actor-0")),
                 k8s.observed(want[1], ip="10.0.0.2", labels=serving("actor-1"))]
     serve = serve_report(("10.0.0.1", "HEALTHY"), ("10.0.0.2", "HEALTHY")) if report else None
-    assert plan.proxy_labels(observed, serve) == {"demo-0a1b2-head": UNLABELLED}
+    assert proxies.proxy_labels(observed, serve) == {"demo-0a1b2-head": UNLABELLED}
 
 
 def test_a_report_without_proxies_changes_no_label(k8s):
@@ -365,8 +367,10 @@ def test_a_report_without_proxies_changes_no_label(k8s):
     serve, so the serve Service keeps them; a report with proxies decides again."""
     want = desired(workers=1)
     observed = [k8s.observed(p, ip=f"10.0.0.{i}", labels=serving(f"actor-{i - 1}")) for i, p in enumerate(want, 1)]
-    assert plan.proxy_labels(observed, {"controller_info": {}, "proxies": {}, "applications": {}}) == {}
-    assert plan.proxy_labels(observed, serve_report(("10.0.0.1", "HEALTHY"))) == {"demo-0a1b2-worker-cpu-0": UNLABELLED}
+    assert proxies.proxy_labels(observed, {"controller_info": {}, "proxies": {}, "applications": {}}) == {}
+    assert proxies.proxy_labels(observed, serve_report(("10.0.0.1", "HEALTHY"))) == {
+        "demo-0a1b2-worker-cpu-0": UNLABELLED
+    }
 
 
 @pytest.mark.parametrize(
@@ -391,34 +395,34 @@ def test_the_proxy_label_follows_the_reported_state_and_actor(k8s, labels, state
         "n": {"node_ip": "10.0.0.1", "status": state, "actor_id": actor},
         "other": {"node_ip": "10.0.0.9", "status": "HEALTHY", "actor_id": "actor-9"},
     }}
-    assert plan.proxy_labels([head], report) == expected
+    assert proxies.proxy_labels([head], report) == expected
 
 
 # --- finalizers ----------------------------------------------------------------------------------------------
 
 
 def test_live_application_gets_the_finalizer_and_keeps_others(k8s):
-    assert plan.finalizers_to_set(k8s.app("a"), {"a"}) == [plan.FINALIZER]
-    assert plan.finalizers_to_set(k8s.app("a", finalizers=["other/x"]), None) == ["other/x", plan.FINALIZER]
-    assert plan.finalizers_to_set(k8s.app("a", finalizers=["other/x", plan.FINALIZER]), {"a"}) is None
+    assert finalizers.finalizers_to_set(k8s.app("a"), {"a"}) == [finalizers.FINALIZER]
+    assert finalizers.finalizers_to_set(k8s.app("a", finalizers=["other/x"]), None) == ["other/x", finalizers.FINALIZER]
+    assert finalizers.finalizers_to_set(k8s.app("a", finalizers=["other/x", finalizers.FINALIZER]), {"a"}) is None
 
 
 def test_deleted_application_keeps_the_finalizer_while_serve_lists_it(k8s):
-    app = k8s.app("a", deleting=True, finalizers=[plan.FINALIZER, "other/x"])
-    assert plan.finalizers_to_set(app, {"a", "b"}) is None
-    assert plan.finalizers_to_set(app, None) is None  # Serve unreachable: cannot know it left
+    app = k8s.app("a", deleting=True, finalizers=[finalizers.FINALIZER, "other/x"])
+    assert finalizers.finalizers_to_set(app, {"a", "b"}) is None
+    assert finalizers.finalizers_to_set(app, None) is None  # Serve unreachable: cannot know it left
 
 
 def test_deleted_application_loses_the_finalizer_once_serve_dropped_it(k8s):
-    app = k8s.app("a", deleting=True, finalizers=["other/x", plan.FINALIZER])
-    assert plan.finalizers_to_set(app, {"b"}) == ["other/x"]
-    assert plan.finalizers_to_set(app, set()) == ["other/x"]
+    app = k8s.app("a", deleting=True, finalizers=["other/x", finalizers.FINALIZER])
+    assert finalizers.finalizers_to_set(app, {"b"}) == ["other/x"]
+    assert finalizers.finalizers_to_set(app, set()) == ["other/x"]
 
 
 def test_deleted_application_without_our_finalizer_is_left_alone(k8s):
-    assert plan.finalizers_to_set(k8s.app("a", deleting=True, finalizers=["other/x"]), set()) is None
-    assert plan.finalizers_to_set(k8s.app("a", deleting=True), set()) is None
+    assert finalizers.finalizers_to_set(k8s.app("a", deleting=True, finalizers=["other/x"]), set()) is None
+    assert finalizers.finalizers_to_set(k8s.app("a", deleting=True), set()) is None
 
 
 def test_finalizer_name():
-    assert plan.FINALIZER == "serveplane.dev/serve-cleanup"
+    assert finalizers.FINALIZER == "serveplane.dev/serve-cleanup"

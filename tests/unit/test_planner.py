@@ -12,6 +12,7 @@ import pytest
 from serveplane.operator import planner
 from serveplane.operator.actions import (
     Action,
+    AdoptHead,
     Apply,
     CreatePod,
     CreateSecret,
@@ -26,9 +27,10 @@ from serveplane.operator.actions import (
 from serveplane.operator.api.cluster import ServeClusterSpec
 from serveplane.operator.cache import ORPHANS
 from serveplane.operator.compose import start_key
+from serveplane.operator.finalizers import FINALIZER
 from serveplane.operator.manifests import auth, common, netpol, pods
-from serveplane.operator.plan import FINALIZER
 from serveplane.operator.snapshot import Rejection, Snapshot, TokenSecret
+from serveplane.operator.stages.context import Settings
 
 IMAGE = "ray:1"
 NOW = datetime(2024, 5, 3, 12, 0, tzinfo=UTC)
@@ -104,7 +106,7 @@ class World:
         """Deleted pods stay, terminating (a drain), until the test removes them."""
 
     def plan(self) -> Any:
-        return planner.plan_round(self.snap, image=IMAGE)
+        return planner.plan_round(self.snap, Settings(image=IMAGE))
 
     def _replace(self, objs: tuple[dict[str, Any], ...], name: str, change: Any) -> tuple[dict[str, Any], ...]:
         out = []
@@ -115,6 +117,19 @@ class World:
                 obj["metadata"]["resourceVersion"] = str(int(obj["metadata"]["resourceVersion"]) + 1)
             out.append(obj)
         return tuple(out)
+
+    def _write(self, snap: Snapshot, write: WriteStatus) -> Snapshot:
+        """A status merge patch, as the API server applies it."""
+
+        def merge(obj: dict[str, Any]) -> None:
+            merge_patch(obj.setdefault("status", {}), write.patch)
+
+        if write.kind == "serveclusters":
+            cluster = self._replace((snap.cluster,), write.name, merge)[0] if snap.cluster else None
+            return dataclasses.replace(snap, cluster=cluster)
+        if write.kind == "serveapplications":
+            return dataclasses.replace(snap, apps=self._replace(snap.apps, write.name, merge))
+        return dataclasses.replace(snap, deployments=self._replace(snap.deployments, write.name, merge))
 
     def apply(self, actions: tuple[Action, ...]) -> None:
         snap = self.snap
@@ -179,28 +194,11 @@ class World:
                         obj["metadata"]["finalizers"] = list(finalizers)
 
                     snap = dataclasses.replace(snap, apps=self._replace(snap.apps, name, refinalize))
-                case WriteStatus(kind=kind, name=name, patch=patch):
-
-                    def merge(obj: dict[str, Any], patch: dict[str, Any] = patch) -> None:
-                        merge_patch(obj.setdefault("status", {}), patch)
-
-                    if kind == "serveclusters":
-                        cluster = self._replace((snap.cluster,), name, merge)[0] if snap.cluster else None
-                        snap = dataclasses.replace(snap, cluster=cluster)
-                    elif kind == "serveapplications":
-                        snap = dataclasses.replace(snap, apps=self._replace(snap.apps, name, merge))
-                    else:
-                        snap = dataclasses.replace(snap, deployments=self._replace(snap.deployments, name, merge))
-                case Submit(config_hash=config_hash, head_uid=head_uid, generation=generation):
-                    record = {"appliedConfigHash": config_hash, "appliedHeadUid": head_uid}
-
-                    def applied(obj: dict[str, Any], submit: Submit = a, record: dict[str, Any] = record) -> None:
-                        if submit.upgrade:
-                            upgrade = {**record, "appliedApps": submit.apps_hash}
-                            merge_patch(obj.setdefault("status", {}), {"upgrade": upgrade})
-                        else:
-                            merge_patch(obj.setdefault("status", {}), record)
-
+                case WriteStatus():
+                    snap = self._write(snap, a)
+                case Submit(generation=generation, record=record):
+                    # What the executor writes once Serve accepts: the plan's own record, nothing computed here.
+                    snap = self._write(snap, record)
                     assert snap.cluster is not None
                     names = {app["name"]: self.app_state for app in a.config["applications"]}
                     pods_of = [p for p in snap.pods if generation_of(p) == generation]
@@ -208,11 +206,9 @@ class World:
                     # As Serve: the gRPC options of the first config a head gets stay until it goes.
                     report["grpc_options"] = (snap.reports.get(generation) or {}).get("grpc_options") or a.config[
                         "grpc_options"]
-                    snap = dataclasses.replace(
-                        snap,
-                        cluster=self._replace((snap.cluster,), snap.name, applied)[0],
-                        reports={**snap.reports, generation: report},
-                    )
+                    snap = dataclasses.replace(snap, reports={**snap.reports, generation: report})
+                case AdoptHead(record=record):
+                    snap = self._write(snap, record)
         self.snap = self._refresh(snap)
 
     def _refresh(self, snap: Snapshot) -> Snapshot:
@@ -428,7 +424,7 @@ def test_applications_without_their_cluster_say_so_and_deleted_ones_are_released
     snap = Snapshot(
         namespace=k8s.namespace, name="demo", cluster=cluster, apps=(deleted, live), deployments=(sdep,), now=NOW
     )
-    plan = planner.plan_round(snap, image=IMAGE)
+    plan = planner.plan_round(snap, Settings(image=IMAGE))
     assert summary(plan.actions) == [
         ("SetFinalizers", "serveapplications/gone"),
         ("WriteStatus", "serveapplications/hello"),
@@ -451,14 +447,14 @@ def test_without_a_cluster_a_second_round_plans_nothing(k8s: Any) -> None:
 def test_a_deleted_application_without_our_finalizer_is_left_alone(k8s: Any) -> None:
     gone = k8s.app("gone", finalizers=["someone.else/keep"], deleting=True)
     snap = Snapshot(namespace=k8s.namespace, name="demo", cluster=None, apps=(gone,), now=NOW)
-    assert planner.plan_round(snap, image=IMAGE).actions == ()
+    assert planner.plan_round(snap, Settings(image=IMAGE)).actions == ()
 
 
 def test_orphan_deployments_wait_for_their_application(k8s: Any) -> None:
     snap = Snapshot(
         namespace=k8s.namespace, name=ORPHANS, cluster=None, deployments=(k8s.sdep("m", "nowhere"),), now=NOW
     )
-    plan = planner.plan_round(snap, image=IMAGE)
+    plan = planner.plan_round(snap, Settings(image=IMAGE))
     assert summary(plan.actions) == [("WriteStatus", "servedeployments/m")]
     progressing = next(c for c in plan.actions[0].patch["conditions"] if c["type"] == "Progressing")  # type: ignore[union-attr]
     assert progressing["reason"] == "WaitingForApplication"
@@ -553,7 +549,7 @@ def test_the_network_policy_follows_the_spec(world: World) -> None:
 
 def test_the_operators_access_reaches_the_network_policy(world: World) -> None:
     access = netpol.Access(operator_namespace="ops", operator_pod_labels={"app": "op"})
-    apply = next(a for a in planner.plan_round(world.snap, image=IMAGE, access=access).actions
+    apply = next(a for a in planner.plan_round(world.snap, Settings(image=IMAGE, access=access)).actions
                  if isinstance(a, Apply) and a.kind == "networkpolicies")
     peer = apply.obj["spec"]["ingress"][2]["from"][0]
     assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ops"}
