@@ -33,7 +33,7 @@ ORDER = (PODS, SERVICES, INGRESSES, NETWORKPOLICIES, SECRETS, SERVICEACCOUNTS, R
 """How the objects are listed: what runs first, then what routes to it, then access."""
 
 
-def _with_defaults(doc: Obj) -> Obj:
+def with_defaults(doc: Obj) -> Obj:
     meta = {
         "namespace": "default", "uid": PLACEHOLDER_UID, "creationTimestamp": "", "resourceVersion": "0",
         **(doc.get("metadata") or {}),
@@ -42,7 +42,7 @@ def _with_defaults(doc: Obj) -> Obj:
 
 
 def _of_kind(docs: list[Obj], kind: str) -> list[Obj]:
-    return [_with_defaults(d) for d in docs if d and d.get("kind") == kind]
+    return [with_defaults(d) for d in docs if d and d.get("kind") == kind]
 
 
 def _objects(actions: tuple[Action, ...]) -> list[tuple[str, Obj]]:

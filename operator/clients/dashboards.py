@@ -33,13 +33,14 @@ async def timed(method: str, call: Awaitable[T]) -> T:
         metrics.DASHBOARD_SECONDS.labels(method).observe(time.monotonic() - start)
 
 
-
 @dataclass
 class DashboardPool:
     """One dashboard client per generation of a cluster, replaced when its head pod (and so its IP) or the auth
     token changes."""
 
     timeout_s: float
+    port: int = common.DASHBOARD_PORT
+    """The dashboard's port on every head (Ray's default; a test's head may listen elsewhere)."""
     _clients: dict[tuple[str, str, str], tuple[str | None, DashboardClient]] = field(
         default_factory=dict, repr=False
     )
@@ -49,7 +50,8 @@ class DashboardPool:
         self, namespace: str, cluster: str, generation: str, head_ip: str, token: str | None
     ) -> DashboardClient:
         key = (namespace, cluster, generation)
-        url = f"http://{head_ip}:{common.DASHBOARD_PORT}"
+        host = f"[{head_ip}]" if ":" in head_ip else head_ip  # an IPv6 pod address
+        url = f"http://{host}:{self.port}"
         fingerprint = auth.digest(token) if token else None
         current = self._clients.get(key)
         if current is not None and current[1].base_url.rstrip("/") == url and current[0] == fingerprint:

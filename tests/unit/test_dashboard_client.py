@@ -272,3 +272,10 @@ async def test_forget_closes_the_clusters_clients_but_those_kept() -> None:
     assert await pool.for_head("ns2", "demo", "aaaaa", "10.0.0.3", "t") is elsewhere
     await pool.close()
     await assert_closed(elsewhere)
+
+
+async def test_the_pool_brackets_an_ipv6_head_address() -> None:
+    pool = DashboardPool(timeout_s=1.0)
+    client = await pool.for_head("ns", "demo", "aaaaa", "fd00::5", None)
+    assert client.base_url == "http://[fd00::5]:8265"
+    await pool.close()

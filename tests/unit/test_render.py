@@ -2,19 +2,25 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import math
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from serveplane.operator import cli
+from serveplane.operator import cli, planner
+from serveplane.operator.actions import Apply, CreatePod, CreateSecret
 from serveplane.operator.api.cluster import ServeClusterSpec
 from serveplane.operator.manifests import common, pods
-from serveplane.operator.render import PLACEHOLDER_UID, render
+from serveplane.operator.render import PLACEHOLDER_DIGEST, PLACEHOLDER_UID, render
+from serveplane.operator.render import with_defaults as render_defaults
+from serveplane.operator.snapshot import Snapshot, TokenSecret
+from serveplane.operator.stages.context import Settings
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -353,3 +359,26 @@ def test_strings_kubectl_would_read_as_numbers_are_quoted(text):
     dumped = yamltext.dump({"generation": text, "plain": "demo-8403e"})
     assert dumped == f"generation: '{text}'\nplain: demo-8403e\n"
     assert yaml.safe_load(dumped) == {"generation": text, "plain": "demo-8403e"}
+
+
+def test_render_shows_exactly_what_the_operators_rounds_create_on_an_empty_namespace() -> None:
+    """The operator's own rounds, from nothing: the first makes the token Secret, the next the pods that carry its
+    digest; every object they create or apply is what `render` lists, field for field, and nothing else."""
+    docs = example_docs()
+    (cluster,) = [render_defaults(d) for d in docs if d["kind"] == "ServeCluster"]
+    apps = tuple(render_defaults(d) for d in docs if d["kind"] == "ServeApplication")
+    sdeps = tuple(render_defaults(d) for d in docs if d["kind"] == "ServeDeployment")
+    snap = Snapshot(namespace="default", name=cluster["metadata"]["name"], cluster=cluster, apps=apps,
+                    deployments=sdeps, now=datetime(2026, 1, 1, tzinfo=UTC))
+    made: dict[tuple[str, str], dict[str, Any]] = {}
+    for _ in range(3):  # a few rounds on a world where nothing the operator makes ever appears but the Secret
+        for action in planner.plan_round(snap, Settings(image=IMAGE)).actions:
+            match action:
+                case CreatePod(pod=obj) | Apply(obj=obj) | CreateSecret(secret=obj):
+                    made.setdefault((obj["kind"], obj["metadata"]["name"]), obj)
+            if isinstance(action, CreateSecret):
+                secret = TokenSecret(action.secret["metadata"]["name"], digest=PLACEHOLDER_DIGEST)
+                snap = dataclasses.replace(snap, token_secret=secret)
+    rendered = sections_by_title(render(docs, IMAGE))["Kubernetes objects"]
+    assert {(o["kind"], o["metadata"]["name"]): o for o in rendered} == made
+    assert any(o["kind"] == "Pod" for o in rendered), "the pods are among them once the Secret exists"
