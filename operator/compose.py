@@ -31,6 +31,7 @@ from .api.application import ServeApplicationServicers, ServeApplicationSpec
 from .api.cluster import ServeClusterSpec
 from .api.deployment import DeploymentSettings, ServeDeploymentSpec
 from .objects import Obj
+from .servereport import ServeReport
 
 REPLICA_MODES = ("num_replicas", "autoscaling_config")
 # Settings replaced whole even though they are maps: the user's own data, whose keys mean nothing to Serve.
@@ -361,23 +362,23 @@ def compose(
     return Composition(config, config_hash(config), verdicts, parsed.verdicts)
 
 
-def serve_view(serve: dict[str, Any] | None, apps: list[Obj]) -> ServeView:
+def serve_view(serve: ServeReport | None, apps: list[Obj]) -> ServeView:
     """Serve's running configs (the last good ones) and each application's known deployment names.
 
     Deployment names also come from the ServeApplication's status, so they survive a head restart.
     """
-    reported = (serve or {}).get("applications") or {}
+    reported = serve.applications if serve else {}
     deployed = {
-        name: details["deployed_app_config"]
+        name: details.deployed_app_config
         for name, details in reported.items()
-        if details.get("status") == "RUNNING" and details.get("deployed_app_config")
+        if details.status == "RUNNING" and details.deployed_app_config
     }
     known: dict[str, frozenset[str]] = {}
     for app in apps:
         name = objects.name(app)
         names = set((objects.status(app).get("deployments") or {}).keys())
         names |= set(objects.status(app).get("knownDeployments") or ())
-        names |= set(((reported.get(name) or {}).get("deployments") or {}).keys())
+        names |= set(reported[name].deployments) if name in reported else set()
         if names:
             known[name] = frozenset(names)
     return ServeView(deployed=deployed, deployments=known)

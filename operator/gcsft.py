@@ -22,6 +22,7 @@ from .api.kinds import CLUSTERS
 from .manifests import cleanup, rayenv
 from .manifests import pods as pods_manifests
 from .objects import Obj
+from .servereport import ServeReport
 
 REDIS_FINALIZER = "serveplane.dev/redis-cleanup"
 SERVE_RECOVERY_S = 90.0
@@ -42,7 +43,7 @@ def head_change(
     applied: dict[str, Any],
     config_hash: str,
     composed_apps: set[str],
-    serve: dict[str, Any] | None,
+    serve: ServeReport | None,
     now: datetime,
 ) -> HeadChange | None:
     """Under GCS fault tolerance, after the head restarted (a new pod, or the same pod's Ray crashed) while running
@@ -53,7 +54,7 @@ def head_change(
         return None
     if applied.get("appliedHeadUid") is None or applied.get("appliedConfigHash") != config_hash:
         return None
-    if composed_apps <= set(serve.get("applications") or {}):
+    if composed_apps <= set(serve.applications):
         return HeadChange.ADOPT if applied.get("appliedHeadUid") != objects.uid(head) else None
     since = generations.ready_since(head)
     if since is None or (now - since).total_seconds() < SERVE_RECOVERY_S:

@@ -24,6 +24,7 @@ from .api.cluster import UpgradeStrategySpec, UpgradeType
 from .manifests import common
 from .objects import Obj
 from .podfacts import generation_of, pod_ready
+from .servereport import ServeReport
 
 LEGACY = ""
 """The generation of pods made before generations existed (no label): upgraded away like any other."""
@@ -93,8 +94,8 @@ class Generation:
     """One generation as an upgrade step sees it."""
 
     pods: list[Obj]
-    report: dict[str, Any] | None
-    """Its Serve's GET /api/serve/applications/ answer (None: not asked, or no answer)."""
+    report: ServeReport | None
+    """Its Serve's report (None: not asked, or no answer)."""
     applied: bool
     """Its head accepted the config this generation should run (capacity aside)."""
 
@@ -108,15 +109,13 @@ class Generation:
 
     def running(self, apps: set[str]) -> bool:
         """Every composed application RUNNING on this generation's Serve."""
-        reported = (self.report or {}).get("applications") or {}
-        return self.applied and all((reported.get(n) or {}).get("status") == "RUNNING" for n in apps)
+        return self.applied and self.report is not None and self.report.running(apps)
 
     def failed(self, apps: set[str]) -> str | None:
-        reported = (self.report or {}).get("applications") or {}
         for name in sorted(apps):
-            app = reported.get(name) or {}
-            if self.applied and app.get("status") == "DEPLOY_FAILED":
-                return f"application {name} failed to deploy on the new generation: {app.get('message', '')}"
+            app = self.report.app(name) if self.report else None
+            if self.applied and app is not None and app.status == "DEPLOY_FAILED":
+                return f"application {name} failed to deploy on the new generation: {app.message}"
         return None
 
 
@@ -232,7 +231,7 @@ def _next_step(
 
 def pending_capacity_kept(pending: Generation) -> float | None:
     """A failed generation's capacity is left as it was: changing it would only redeploy what failed."""
-    return None if pending.report is None else pending.report.get("target_capacity")
+    return None if pending.report is None else pending.report.target_capacity
 
 
 def _timed_out(

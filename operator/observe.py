@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
-from typing import Any
 
-from . import objects, podfacts
+from pydantic import ValidationError
+
+from . import objects, podfacts, servereport
 from .api.kinds import (
     APPS,
     CLUSTERS,
@@ -25,6 +26,7 @@ from .api.kinds import (
 from .cache import ORPHANS, Key, Store, app_cluster, deployment_app
 from .clients.dashboard import DashboardError
 from .clients.dashboards import DashboardPool, timed
+from .compose import validation_message
 from .manifests import auth, common
 from .snapshot import Rejection, Snapshot, TokenSecret
 
@@ -79,7 +81,7 @@ async def observe(store: Store, dashboards: DashboardPool, key: Key, rejection: 
     """What a round plans from: the store's objects and, while the cluster lives and its head has an IP,
     Serve's report."""
     snap = _from_store(store, key, datetime.now(UTC))
-    reports: dict[str, dict[str, Any] | None] = {}
+    reports: dict[str, servereport.ServeReport | None] = {}
     errors: dict[str, str] = {}
     if snap.cluster is not None and not objects.is_deleting(snap.cluster):
         # Every generation with a live head: the active one, and an upgrade's new one (two GETs only then).
@@ -91,9 +93,12 @@ async def observe(store: Store, dashboards: DashboardPool, key: Key, rejection: 
                 continue
             client = await dashboards.for_head(snap.namespace, snap.name, generation, head_ip, token)
             try:
-                reports[generation] = await timed("GET", client.get_applications())
+                reports[generation] = servereport.parse(await timed("GET", client.get_applications()))
             except DashboardError as problem:
                 reports[generation], errors[generation] = None, str(problem)
+            except ValidationError as problem:
+                reports[generation] = None
+                errors[generation] = f"Serve's report does not parse: {validation_message(problem)}"
         await dashboards.forget(snap.namespace, snap.name, keep=set(heads))
     elif snap.cluster is None:
         await dashboards.forget(snap.namespace, snap.name)

@@ -102,7 +102,6 @@ def busy(r: Round) -> bool:
         v.waiting for v in composition.deployments.values()
     ):
         return True
-    if any(p.get("status") == "STARTING" for p in (view.serve.get("proxies") or {}).values()):
+    if any(p.status == "STARTING" for p in view.serve.proxies.values()):
         return True  # a proxy is about to join the serve Service
-    reported = view.serve.get("applications") or {}
-    return any((reported.get(n) or {}).get("status") != "RUNNING" for n in composition.app_names)
+    return not view.serve.running(composition.app_names)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from . import objects
 from .manifests import common
 from .objects import Obj
 from .podfacts import pod_ready
+from .servereport import ServeReport
 
 
-def proxy_labels(pods: list[Obj], serve: dict[str, Any] | None) -> dict[str, dict[str, str | None]]:
+def proxy_labels(pods: list[Obj], serve: ServeReport | None) -> dict[str, dict[str, str | None]]:
     """Pod name -> the proxy labels to set on it (a None value removes one), only where they differ from now.
 
     A pod gets the proxy label (and the label naming its proxy's actor) when Serve reports its proxy HEALTHY, and
@@ -23,7 +22,7 @@ def proxy_labels(pods: list[Obj], serve: dict[str, Any] | None) -> dict[str, dic
     is no report either: Serve's controller is not running.
     """
     unlabelled: dict[str, str | None] = {common.PROXY_LABEL: None, common.PROXY_ACTOR_LABEL: None}
-    reported = {p.get("node_ip"): p for p in serve["proxies"].values()} if serve and serve.get("proxies") else None
+    reported = {p.node_ip: p for p in serve.proxies.values()} if serve and serve.proxies else None
     changes: dict[str, dict[str, str | None]] = {}
     for pod in pods:
         ip = (pod.get("status") or {}).get("podIP")
@@ -32,7 +31,7 @@ def proxy_labels(pods: list[Obj], serve: dict[str, Any] | None) -> dict[str, dic
         if reported is None and pod_ready(pod):
             continue
         proxy = reported.get(ip) if reported is not None and ip and pod_ready(pod) else None
-        state, actor = (proxy or {}).get("status"), (proxy or {}).get("actor_id")
+        state, actor = (proxy.status, proxy.actor_id) if proxy else (None, None)
         if state == "HEALTHY":
             wanted: dict[str, str | None] = {common.PROXY_LABEL: common.PROXY_HEALTHY, common.PROXY_ACTOR_LABEL: actor}
         elif state == "STARTING" and actor and actor == current[common.PROXY_ACTOR_LABEL]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from .objects import Obj
+from .servereport import ServeReport
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,8 @@ class Snapshot:
     """The ServeApplications that name this cluster, deleted ones included."""
     deployments: tuple[Obj, ...] = ()
     """The ServeDeployments of those applications (for ORPHANS: those whose application does not exist)."""
-    reports: dict[str, dict[str, Any] | None] = field(default_factory=dict)
-    """Per generation with a live head: its Serve's GET /api/serve/applications/ answer (None: no answer)."""
+    reports: dict[str, ServeReport | None] = field(default_factory=dict)
+    """Per generation with a live head: its Serve's report, parsed (None: no answer, or none that parses)."""
     report_errors: dict[str, str] = field(default_factory=dict)
     """Per generation: why its dashboard gave no answer."""
     rejection: Rejection | None = None

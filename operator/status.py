@@ -20,6 +20,7 @@ from .api.deployment import DeploymentReplicas, ServeDeploymentStatus
 from .compose import Composition, Verdict
 from .manifests import common
 from .objects import Obj
+from .servereport import AppReport, ServeReport
 
 OK = (False, "AsExpected", "")
 
@@ -35,8 +36,8 @@ class ClusterView:
     ready_nodes: int
     head_pod: str | None
     head_ready: bool
-    serve: dict[str, Any] | None
-    """Serve's GET /api/serve/applications/ answer; None while the dashboard cannot be reached."""
+    serve: ServeReport | None
+    """Serve's report; None while the dashboard cannot be reached."""
     serve_error: str | None = None
     rejected: str | None = None
     """Serve's own text when it refused the last PUT."""
@@ -46,27 +47,23 @@ class ClusterView:
     def serve_url(self) -> str:
         return f"http://{common.serve_service_name(self.name)}.{self.namespace}.svc.cluster.local:{self.http_port}"
 
-    def serve_app(self, name: str) -> dict[str, Any] | None:
-        return ((self.serve or {}).get("applications") or {}).get(name)
+    def serve_app(self, name: str) -> AppReport | None:
+        return self.serve.app(name) if self.serve else None
 
     @property
     def healthy_proxies(self) -> int:
-        proxies = (self.serve or {}).get("proxies") or {}
-        return sum(1 for p in proxies.values() if p.get("status") == "HEALTHY")
+        proxies = self.serve.proxies if self.serve else {}
+        return sum(1 for p in proxies.values() if p.status == "HEALTHY")
 
 
-def _running_replicas(deployment: dict[str, Any]) -> int:
-    return sum(1 for r in deployment.get("replicas") or [] if r.get("state") == "RUNNING")
-
-
-def deployment_replicas(serve_app: dict[str, Any] | None) -> dict[str, DeploymentReplicas]:
+def deployment_replicas(serve_app: AppReport | None) -> dict[str, DeploymentReplicas]:
     out = {}
-    for name, details in ((serve_app or {}).get("deployments") or {}).items():
+    for name, details in (serve_app.deployments if serve_app else {}).items():
         out[name] = DeploymentReplicas(
-            status=details.get("status", ""),
-            message=details.get("message", ""),
-            replicas=_running_replicas(details),
-            target_replicas=details.get("target_num_replicas"),
+            status=details.status,
+            message=details.message,
+            replicas=details.running,
+            target_replicas=details.target_num_replicas,
         )
     return out
 
@@ -146,12 +143,12 @@ def serve_summary(message: str) -> str:
 
 
 def _serve_app_conditions(
-    serve_app: dict[str, Any] | None, was_ready: bool
+    serve_app: AppReport | None, was_ready: bool
 ) -> tuple[tuple[bool | None, str, str], tuple[bool, str, str], tuple[bool, str, str]]:
     if serve_app is None:
         waiting = (False, "Submitted", "the application was submitted; Serve has not reported it yet")
         return waiting, (True, "Submitted", waiting[2]), OK
-    state, message = serve_app.get("status", ""), serve_summary(serve_app.get("message", ""))
+    state, message = serve_app.status, serve_summary(serve_app.message)
     if state == "RUNNING":
         return (True, "Running", "Serve reports the application RUNNING"), (False, "Running", ""), OK
     if state in ("DEPLOYING", "NOT_STARTED"):
@@ -178,14 +175,14 @@ def application_status(
     was_ready = conditions.is_true(objects.status(app).get("conditions") or [], conditions.READY)
     serve_app = view.serve_app(name) if view else None
     # Where it answers: Serve's word first, since a refused change leaves the last good route running.
-    route = (serve_app or {}).get("route_prefix") or objects.spec(app).get("routePrefix") or f"/{name}"
+    route = (serve_app.route_prefix if serve_app else None) or objects.spec(app).get("routePrefix") or f"/{name}"
     ready: tuple[bool | None, str, str]
     if cluster_missing:
         cluster = objects.spec(app).get("cluster", "default")
         msg = f"waiting for ServeCluster {cluster!r} in namespace {objects.namespace(app)!r} to exist"
         ready, progressing, degraded = (False, "ClusterNotFound", msg), (True, "WaitingForCluster", msg), OK
     elif verdict is not None and not verdict.ok:
-        kept = serve_app is not None and serve_app.get("status") == "RUNNING"
+        kept = serve_app is not None and serve_app.status == "RUNNING"
         ready = (kept, verdict.reason, verdict.message)
         progressing, degraded = (False, verdict.reason, verdict.message), (True, verdict.reason, verdict.message)
     elif view is None or view.serve is None:
@@ -198,8 +195,8 @@ def application_status(
         ready, progressing, degraded = _serve_app_conditions(serve_app, was_ready)
     status = ServeApplicationStatus(
         observed_generation=generation,
-        serve_status=(serve_app or {}).get("status") if not cluster_missing else None,
-        message=(serve_app or {}).get("message") or None,
+        serve_status=serve_app.status if serve_app and not cluster_missing else None,
+        message=serve_app.message if serve_app and serve_app.message else None,
         route_prefix=route,
         url=f"{view.serve_url}{route}" if view else None,
         deployments=deployment_replicas(serve_app) if serve_app else old.deployments,
@@ -209,22 +206,22 @@ def application_status(
     return status.to_wire()
 
 
-def known_deployments(app: Obj, serve_app: dict[str, Any] | None) -> list[str]:
+def known_deployments(app: Obj, serve_app: AppReport | None) -> list[str]:
     """The deployments an application's code builds: exactly those Serve reports once the application RUNNING,
     and while Serve (re)builds it, those known before plus any reported. A new config empties Serve's list until
     it is built: without the memory, a ServeDeployment applied with its application would leave the config, come
     back, and have Serve rebuild forever."""
-    reported = set(((serve_app or {}).get("deployments") or {}).keys())
-    if (serve_app or {}).get("status") == "RUNNING":
+    reported = set(serve_app.deployments) if serve_app else set()
+    if serve_app is not None and serve_app.status == "RUNNING":
         return sorted(reported)
     return sorted(reported | set(objects.status(app).get("knownDeployments") or ()))
 
 
-def deployment_status(sdep: Obj, verdict: Verdict | None, serve_app: dict[str, Any] | None) -> dict[str, Any]:
+def deployment_status(sdep: Obj, verdict: Verdict | None, serve_app: AppReport | None) -> dict[str, Any]:
     """Status of a ServeDeployment from its composition verdict and Serve's report of its deployment."""
     generation = objects.generation(sdep)
     target = objects.spec(sdep).get("deploymentName") or objects.name(sdep)
-    details = ((serve_app or {}).get("deployments") or {}).get(target)
+    details = serve_app.deployments.get(target) if serve_app else None
     if verdict is None:
         # Like an application waiting for its cluster: GitOps may apply the pieces in any order.
         msg = f"waiting for application {objects.spec(sdep).get('application')!r} to exist on a ServeCluster"
@@ -239,8 +236,8 @@ def deployment_status(sdep: Obj, verdict: Verdict | None, serve_app: dict[str, A
         msg = verdict.message if verdict.waiting else f"Serve has not reported deployment {target!r} yet"
         ready, progressing, degraded = (False, "Waiting", msg), (True, "Waiting", msg), OK
     else:
-        state, message = details.get("status", ""), serve_summary(details.get("message", ""))
-        running, wanted = _running_replicas(details), details.get("target_num_replicas")
+        state, message = details.status, serve_summary(details.message)
+        running, wanted = details.running, details.target_num_replicas
         text = f"{running} of {wanted} replicas running; Serve reports {state}" + (f": {message}" if message else "")
         healthy = state == "HEALTHY"
         failed = state in ("DEPLOY_FAILED", "UNHEALTHY")
@@ -249,10 +246,10 @@ def deployment_status(sdep: Obj, verdict: Verdict | None, serve_app: dict[str, A
         degraded = (failed, state.title().replace("_", "") if failed else "AsExpected", text if failed else "")
     status = ServeDeploymentStatus(
         observed_generation=generation,
-        serve_status=(details or {}).get("status"),
-        message=(details or {}).get("message") or None,
-        replicas=_running_replicas(details or {}),
-        target_replicas=(details or {}).get("target_num_replicas"),
+        serve_status=details.status if details else None,
+        message=details.message if details and details.message else None,
+        replicas=details.running if details else 0,
+        target_replicas=details.target_num_replicas if details else None,
         conditions=conditions.triple(generation, ready=ready, progressing=progressing, degraded=degraded),
     )
     return status.to_wire()

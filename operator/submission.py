@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .servereport import ServeReport
+
 
 def submit_reason(
     *,
@@ -32,6 +34,6 @@ def submit_reason(
     return None
 
 
-def serve_app_names(serve: dict[str, Any] | None) -> set[str] | None:
+def serve_app_names(serve: ServeReport | None) -> set[str] | None:
     """The applications Serve reports (deleting ones included), or None when Serve could not be asked."""
-    return None if serve is None else set(serve.get("applications") or {})
+    return None if serve is None else set(serve.applications)

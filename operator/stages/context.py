@@ -18,6 +18,7 @@ from ..compose import Composition, compose, serve_view, start_key, with_capacity
 from ..compose import config_hash as compose_hash
 from ..manifests import auth, autoscaler, cleanup, netpol, pods
 from ..objects import Obj
+from ..servereport import ServeReport
 from ..snapshot import Snapshot
 from .upgrading import UpgradeView, upgrade_view
 
@@ -133,7 +134,7 @@ class Round:
     head: Obj | None
     """The active generation's live head."""
     head_ip: str | None
-    serve: dict[str, Any] | None
+    serve: ServeReport | None
     """The active generation's Serve report, while its head has an IP."""
     composition: Composition
     upgrade: UpgradeView
@@ -192,7 +193,7 @@ def build(b: Base) -> Round:
 
 def _view(
     b: Base, active_pods: list[Obj], desired: list[Obj], head: Obj | None, head_ip: str | None,
-    serve: dict[str, Any] | None, *, rejected: str | None, digest: str,
+    serve: ServeReport | None, *, rejected: str | None, digest: str,
 ) -> status.ClusterView:
     snap = b.snap
     ready = [p for p in active_pods if podfacts.pod_ready(p) and not objects.is_deleting(p)]

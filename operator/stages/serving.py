@@ -69,7 +69,7 @@ def _known_deployments(r: Round) -> list[Action]:
     for app in r.base.snap.apps:
         if objects.is_deleting(app):
             continue
-        serve_app = ((r.serve or {}).get("applications") or {}).get(objects.name(app))
+        serve_app = r.serve.app(objects.name(app)) if r.serve else None
         known = status.known_deployments(app, serve_app)
         if known != (objects.status(app).get("knownDeployments") or []):
             actions += write(r.base, APPS, app, {**objects.status(app), "knownDeployments": known})

@@ -16,6 +16,7 @@ from ..api.cluster import GenerationStatus, UpgradeStatus, UpgradeType
 from ..compose import Composition
 from ..compose import config_hash as compose_hash
 from ..objects import Obj
+from ..servereport import ServeReport
 
 if TYPE_CHECKING:
     from .context import Base
@@ -45,7 +46,7 @@ def apps_hash(composition: Composition) -> str:
     return compose_hash({"applications": composition.config["applications"]})
 
 
-def upgrade_view(b: Base, composition: Composition, serve: dict[str, Any] | None) -> UpgradeView:
+def upgrade_view(b: Base, composition: Composition, serve: ServeReport | None) -> UpgradeView:
     roles = b.roles
     if roles.pending is None:
         return UpgradeView(roles, None, [], None)

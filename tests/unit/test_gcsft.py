@@ -12,6 +12,7 @@ from serveplane.operator import gcsft, planner
 from serveplane.operator.actions import AdoptHead, CreatePod, DeletePod, SetFinalizers, Submit
 from serveplane.operator.api.cluster import ServeClusterSpec
 from serveplane.operator.manifests import cleanup, pods, rayenv
+from serveplane.operator.servereport import parse
 from serveplane.operator.snapshot import Snapshot, TokenSecret
 from serveplane.operator.stages.context import Settings
 from serveplane.runtime import args as runtime_args
@@ -67,7 +68,7 @@ def test_head_change(
     k8s: Any, spec: dict[str, Any], uid: str, applied: dict[str, Any], config_hash: str, serve_apps: set[str],
     ready_for_s: float | None, expected: gcsft.HeadChange | None,
 ) -> None:
-    serve = {"applications": {name: {"status": "RUNNING"} for name in serve_apps}}
+    serve = parse({"applications": {name: {"status": "RUNNING"} for name in serve_apps}})
     got = gcsft.head_change(
         spec=ServeClusterSpec.model_validate(spec), head=head(k8s, uid=uid, ready_for_s=ready_for_s),
         applied=applied, config_hash=config_hash, composed_apps={"hello"}, serve=serve, now=NOW,
@@ -186,7 +187,7 @@ def test_the_planner_adopts_a_recovered_head_instead_of_resubmitting(k8s: Any) -
     serve = {"applications": {"hello": {"status": "RUNNING", "deployments": {}}}, "proxies": {}}
     snap = Snapshot(namespace=k8s.namespace, name="demo", cluster=cluster, apps=(k8s.app("hello"),),
                     pods=(new_head, worker), token_secret=TokenSecret("demo-ray-token", digest="d"),
-                    reports={generation(k8s.namespace): serve}, now=NOW)
+                    reports={generation(k8s.namespace): parse(serve)}, now=NOW)
     actions = planner.plan_round(snap, Settings(image="i")).actions
     assert not [a for a in actions if isinstance(a, Submit)]
     (adopt,) = [a for a in actions if isinstance(a, AdoptHead)]

@@ -8,6 +8,7 @@ import pytest
 from serveplane.operator import finalizers, podfacts, proxies, rollout, submission
 from serveplane.operator.api.cluster import ServeClusterSpec
 from serveplane.operator.manifests import auth, common, pods
+from serveplane.operator.servereport import ServeReport, parse
 
 UID = "cluster-uid"
 GEN = "0a1b2"
@@ -303,12 +304,12 @@ def test_config_change_takes_precedence_over_the_other_reasons():
 # --- proxy labels ------------------------------------------------------------------------------------------
 
 
-def serve_report(*proxies: tuple[str, str]) -> dict[str, Any]:
+def serve_report(*proxies: tuple[str, str]) -> ServeReport:
     """Serve's proxy report: proxy i on `ip` in `status`, its actor `actor-i`."""
-    return {"applications": {}, "proxies": {
+    return parse({"applications": {}, "proxies": {
         f"node-{i}": {"node_ip": ip, "status": status, "node_id": f"node-{i}", "actor_id": f"actor-{i}"}
         for i, (ip, status) in enumerate(proxies)
-    }}
+    }})
 
 
 def serving(actor: str) -> dict[str, str | None]:
@@ -367,7 +368,7 @@ def test_a_report_without_proxies_changes_no_label(k8s):
     serve, so the serve Service keeps them; a report with proxies decides again."""
     want = desired(workers=1)
     observed = [k8s.observed(p, ip=f"10.0.0.{i}", labels=serving(f"actor-{i - 1}")) for i, p in enumerate(want, 1)]
-    assert proxies.proxy_labels(observed, {"controller_info": {}, "proxies": {}, "applications": {}}) == {}
+    assert proxies.proxy_labels(observed, parse({"controller_info": {}, "proxies": {}, "applications": {}})) == {}
     assert proxies.proxy_labels(observed, serve_report(("10.0.0.1", "HEALTHY"))) == {
         "demo-0a1b2-worker-cpu-0": UNLABELLED
     }
@@ -395,7 +396,7 @@ def test_the_proxy_label_follows_the_reported_state_and_actor(k8s, labels, state
         "n": {"node_ip": "10.0.0.1", "status": state, "actor_id": actor},
         "other": {"node_ip": "10.0.0.9", "status": "HEALTHY", "actor_id": "actor-9"},
     }}
-    assert proxies.proxy_labels([head], report) == expected
+    assert proxies.proxy_labels([head], parse(report)) == expected
 
 
 # --- finalizers ----------------------------------------------------------------------------------------------

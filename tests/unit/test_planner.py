@@ -29,12 +29,19 @@ from serveplane.operator.cache import ORPHANS
 from serveplane.operator.compose import start_key
 from serveplane.operator.finalizers import FINALIZER
 from serveplane.operator.manifests import auth, common, netpol, pods
+from serveplane.operator.servereport import parse
 from serveplane.operator.snapshot import Rejection, Snapshot, TokenSecret
 from serveplane.operator.stages.context import Settings
 
 IMAGE = "ray:1"
 NOW = datetime(2024, 5, 3, 12, 0, tzinfo=UTC)
 CLUSTER_SPEC = {"workerGroups": [{"name": "cpu", "replicas": 1}]}
+
+
+def plan_round(snap: Snapshot, settings: Settings | None = None) -> Any:
+    """A round on a snapshot whose Serve reports are Serve's JSON, parsed as the observe step parses them."""
+    reports = {g: None if r is None else parse(r) for g, r in snap.reports.items()}
+    return planner.plan_round(dataclasses.replace(snap, reports=reports), settings or Settings(image=IMAGE))
 
 
 def summary(actions: tuple[Action, ...]) -> list[tuple[str, str]]:
@@ -106,7 +113,7 @@ class World:
         """Deleted pods stay, terminating (a drain), until the test removes them."""
 
     def plan(self) -> Any:
-        return planner.plan_round(self.snap, Settings(image=IMAGE))
+        return plan_round(self.snap)
 
     def _replace(self, objs: tuple[dict[str, Any], ...], name: str, change: Any) -> tuple[dict[str, Any], ...]:
         out = []
@@ -424,7 +431,7 @@ def test_applications_without_their_cluster_say_so_and_deleted_ones_are_released
     snap = Snapshot(
         namespace=k8s.namespace, name="demo", cluster=cluster, apps=(deleted, live), deployments=(sdep,), now=NOW
     )
-    plan = planner.plan_round(snap, Settings(image=IMAGE))
+    plan = plan_round(snap)
     assert summary(plan.actions) == [
         ("SetFinalizers", "serveapplications/gone"),
         ("WriteStatus", "serveapplications/hello"),
@@ -447,14 +454,14 @@ def test_without_a_cluster_a_second_round_plans_nothing(k8s: Any) -> None:
 def test_a_deleted_application_without_our_finalizer_is_left_alone(k8s: Any) -> None:
     gone = k8s.app("gone", finalizers=["someone.else/keep"], deleting=True)
     snap = Snapshot(namespace=k8s.namespace, name="demo", cluster=None, apps=(gone,), now=NOW)
-    assert planner.plan_round(snap, Settings(image=IMAGE)).actions == ()
+    assert plan_round(snap).actions == ()
 
 
 def test_orphan_deployments_wait_for_their_application(k8s: Any) -> None:
     snap = Snapshot(
         namespace=k8s.namespace, name=ORPHANS, cluster=None, deployments=(k8s.sdep("m", "nowhere"),), now=NOW
     )
-    plan = planner.plan_round(snap, Settings(image=IMAGE))
+    plan = plan_round(snap)
     assert summary(plan.actions) == [("WriteStatus", "servedeployments/m")]
     progressing = next(c for c in plan.actions[0].patch["conditions"] if c["type"] == "Progressing")  # type: ignore[union-attr]
     assert progressing["reason"] == "WaitingForApplication"
@@ -549,7 +556,7 @@ def test_the_network_policy_follows_the_spec(world: World) -> None:
 
 def test_the_operators_access_reaches_the_network_policy(world: World) -> None:
     access = netpol.Access(operator_namespace="ops", operator_pod_labels={"app": "op"})
-    apply = next(a for a in planner.plan_round(world.snap, Settings(image=IMAGE, access=access)).actions
+    apply = next(a for a in plan_round(world.snap, Settings(image=IMAGE, access=access)).actions
                  if isinstance(a, Apply) and a.kind == "networkpolicies")
     peer = apply.obj["spec"]["ingress"][2]["from"][0]
     assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ops"}

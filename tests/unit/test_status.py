@@ -11,6 +11,7 @@ from serveplane.operator.api.application import ServeApplicationStatus
 from serveplane.operator.api.cluster import ServeClusterSpec, ServeClusterStatus
 from serveplane.operator.api.deployment import ServeDeploymentStatus
 from serveplane.operator.compose import ServeView, Verdict, compose
+from serveplane.operator.servereport import AppReport, parse
 from serveplane.operator.status import status_patch
 
 COMPOSED = Verdict(True, "Composed", "the application is in the Serve config")
@@ -42,6 +43,11 @@ def serve_app(state: str = "RUNNING", message: str = "", route: str = "/hello", 
     }
 
 
+def app_report(details: dict[str, Any] | None) -> AppReport | None:
+    """One application of Serve's report, parsed as the observe step parses it."""
+    return None if details is None else AppReport.model_validate(details)
+
+
 def serve_report(apps: dict[str, Any] | None = None, healthy: int = 2) -> dict[str, Any]:
     proxies = {f"node{i}": {"node_id": f"node{i}", "node_ip": f"10.0.0.{i}", "status": "HEALTHY"}
                for i in range(healthy)}
@@ -50,9 +56,11 @@ def serve_report(apps: dict[str, Any] | None = None, healthy: int = 2) -> dict[s
 
 
 def view(serve: dict[str, Any] | None = None, **overrides: Any) -> status.ClusterView:
+    """The round's view, with Serve's answer parsed as the observe step parses it."""
     args: dict[str, Any] = {
         "name": "demo", "namespace": "team-a", "generation": 2, "desired_nodes": 3, "ready_nodes": 3,
-        "head_pod": "demo-aaaaa-head", "head_ready": True, "serve": serve, "http_port": 8000,
+        "head_pod": "demo-aaaaa-head", "head_ready": True, "serve": None if serve is None else parse(serve),
+        "http_port": 8000,
     }
     args.update(overrides)
     return status.ClusterView(**args)
@@ -268,7 +276,7 @@ def sdep_of(k8s, **kw: Any) -> dict[str, Any]:
 
 
 def test_deployment_healthy(k8s):
-    wire = status.deployment_status(sdep_of(k8s), Verdict(True, "Composed", ""), serve_app())
+    wire = status.deployment_status(sdep_of(k8s), Verdict(True, "Composed", ""), app_report(serve_app()))
     assert_wire_shape(wire, ServeDeploymentStatus, 4)
     assert summary(wire) == {"Ready": ("True", "Healthy"), "Progressing": ("False", "Stable"),
                              "Degraded": ("False", "AsExpected")}
@@ -279,7 +287,7 @@ def test_deployment_healthy(k8s):
 def test_deployment_scaling_up_counts_only_running_replicas(k8s):
     app = serve_app(Hello={"status": "UPSCALING", "message": "", "target_num_replicas": 3,
                            "replicas": replicas("RUNNING", "STARTING", "PENDING_MIGRATION")})
-    wire = status.deployment_status(sdep_of(k8s), Verdict(True, "Composed", ""), app)
+    wire = status.deployment_status(sdep_of(k8s), Verdict(True, "Composed", ""), app_report(app))
     assert wire["replicas"] == 1 and wire["targetReplicas"] == 3
     assert summary(wire)["Ready"][0] == "False"
     assert summary(wire)["Progressing"] == ("True", "Scaling")
@@ -289,7 +297,7 @@ def test_deployment_scaling_up_counts_only_running_replicas(k8s):
 def test_deployment_failed_carries_serves_message(k8s):
     app = serve_app(Hello={"status": "DEPLOY_FAILED", "message": "CUDA out of memory", "target_num_replicas": 2,
                            "replicas": []})
-    wire = status.deployment_status(sdep_of(k8s), Verdict(True, "Composed", ""), app)
+    wire = status.deployment_status(sdep_of(k8s), Verdict(True, "Composed", ""), app_report(app))
     assert summary(wire)["Degraded"] == ("True", "DeployFailed")
     assert "CUDA out of memory" in cond(wire, "Degraded")["message"]
     assert summary(wire)["Ready"][0] == "False"
@@ -299,13 +307,13 @@ def test_deployment_failed_carries_serves_message(k8s):
 
 def test_deployment_uses_its_name_when_deployment_name_is_unset(k8s):
     sdep = k8s.sdep("Hello", "hello", {"numReplicas": 2})
-    wire = status.deployment_status(sdep, Verdict(True, "Composed", ""), serve_app())
+    wire = status.deployment_status(sdep, Verdict(True, "Composed", ""), app_report(serve_app()))
     assert summary(wire)["Ready"] == ("True", "Healthy")
 
 
 def test_deployment_waiting_for_its_application(k8s):
     verdict = Verdict(True, "WaitingForApplication", "waiting for application 'hello' to be built", waiting=True)
-    wire = status.deployment_status(sdep_of(k8s), verdict, None)
+    wire = status.deployment_status(sdep_of(k8s), verdict, app_report(None))
     assert summary(wire) == {"Ready": ("False", "Waiting"), "Progressing": ("True", "Waiting"),
                              "Degraded": ("False", "AsExpected")}
     assert cond(wire, "Ready")["message"] == verdict.message
@@ -313,7 +321,7 @@ def test_deployment_waiting_for_its_application(k8s):
 
 
 def test_deployment_not_reported_yet(k8s):
-    wire = status.deployment_status(sdep_of(k8s), Verdict(True, "Composed", ""), serve_app(Other={}))
+    wire = status.deployment_status(sdep_of(k8s), Verdict(True, "Composed", ""), app_report(serve_app(Other={})))
     assert summary(wire)["Ready"] == ("False", "Waiting")
     assert "'Hello'" in cond(wire, "Ready")["message"]
 
@@ -321,14 +329,14 @@ def test_deployment_not_reported_yet(k8s):
 @pytest.mark.parametrize("reason", ["DeploymentNotFound", "DuplicateDeployment", "InvalidSpec"])
 def test_deployment_with_a_bad_verdict(k8s, reason):
     verdict = Verdict(False, reason, f"because {reason}")
-    wire = status.deployment_status(sdep_of(k8s), verdict, serve_app())
+    wire = status.deployment_status(sdep_of(k8s), verdict, app_report(serve_app()))
     assert summary(wire)["Degraded"] == ("True", reason)
     assert cond(wire, "Degraded")["message"] == f"because {reason}"
     assert summary(wire)["Ready"] == ("False", reason)
 
 
 def test_deployment_of_no_running_application(k8s):
-    wire = status.deployment_status(sdep_of(k8s), None, None)
+    wire = status.deployment_status(sdep_of(k8s), None, app_report(None))
     assert summary(wire)["Ready"] == ("False", "ApplicationNotFound")
     assert summary(wire)["Progressing"] == ("True", "WaitingForApplication")
     assert summary(wire)["Degraded"][0] == "False", "applied before its application, it waits like one"
