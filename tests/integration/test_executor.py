@@ -24,8 +24,9 @@ from serveplane.operator.executor import ClusterMemory, Executor
 pytestmark = [pytest.mark.timeout(300)]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def crds(controlplane: ControlPlane) -> None:
+    """The CRDs, for the ServeCluster the records go to (and the namespace fixture's clean-up of them)."""
     controlplane.kubectl("apply", "--server-side", "-f", str(CRDS_DIR))
     controlplane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRDS_DIR))
 
@@ -102,7 +103,7 @@ async def test_actions_run_in_order_and_the_first_failure_stops_the_round(
 
 
 async def test_an_accepted_submit_writes_the_plans_record_before_the_next_action(
-    controlplane: ControlPlane, namespace: str, executor: Executor, ray_head: Any, crds: None
+    controlplane: ControlPlane, namespace: str, executor: Executor, ray_head: Any
 ) -> None:
     cluster(controlplane, namespace)
     record = {"appliedConfigHash": "h-accepted", "appliedHeadUid": "head-1",
@@ -119,7 +120,7 @@ async def test_an_accepted_submit_writes_the_plans_record_before_the_next_action
 
 
 async def test_a_refused_config_is_remembered_writes_no_record_and_the_round_goes_on(
-    controlplane: ControlPlane, namespace: str, executor: Executor, crds: None
+    controlplane: ControlPlane, namespace: str, executor: Executor
 ) -> None:
     cluster(controlplane, namespace)
     broken = {"applications": [{"name": "x", "route_prefix": "/x"}]}  # no import_path: Serve's schema refuses it
