@@ -110,6 +110,35 @@ def cluster_status(view: ClusterView, composition: Composition | None, applied: 
     return status.to_wire()
 
 
+@dataclass(frozen=True)
+class ClusterParts:
+    """What a ServeCluster's status carries besides what the view says, as the round's stages computed it."""
+
+    generations: dict[str, Any]
+    """activeGeneration, generations and upgrade (and, when an upgrade promotes, what the new head accepted)."""
+    worker_groups: list[dict[str, Any]]
+    autoscaler: dict[str, Any] | None
+    """Ray's autoscaler's own record, passed through as it wrote it."""
+    redis_namespaces: list[str]
+    upgrade_step: str | None = None
+    """The step of an upgrade under way (none once it promotes)."""
+    upgrade_failure: str | None = None
+
+
+def whole_cluster_status(
+    view: ClusterView, composition: Composition, applied: dict[str, Any], parts: ClusterParts
+) -> dict[str, Any]:
+    """A ServeCluster's whole status: the view's, then each part, then an upgrade's word on the conditions."""
+    wire = cluster_status(view, composition, applied)
+    wire.update(parts.generations)
+    wire["workerGroups"] = parts.worker_groups
+    wire["autoscaler"] = parts.autoscaler
+    wire["redisNamespaces"] = parts.redis_namespaces
+    if parts.upgrade_step is not None:
+        wire["conditions"] = upgrading(wire["conditions"], parts.upgrade_step, parts.upgrade_failure)
+    return wire
+
+
 def wire_time(now: datetime) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
 

@@ -48,19 +48,21 @@ def _ready_by_group(r: Round) -> dict[str, int]:
 def cluster_wire(r: Round) -> dict[str, Any]:
     """The ServeCluster's whole status as this round sees it."""
     b, step = r.base, r.upgrade.step
-    wire = status.cluster_status(r.view, r.composition, r.applied)
-    wire.update(upgrading.generation_status(b, r.upgrade))
     resources = {}
     if b.spec.autoscaling.enabled:
         resources = pods.group_resources(
             cluster=b.name, namespace=b.namespace, uid=b.uid, spec=b.spec, image=b.image, generation=b.roles.active
         )
-    wire["workerGroups"] = autoscaling.group_status(b.spec, b.requested, _ready_by_group(r), resources)
-    wire["autoscaler"] = b.autoscaler_record  # the autoscaler's to write, not the operator's
-    wire["redisNamespaces"] = gcsft.namespaces_record(b.cluster, b.spec, b.snap.pods, r.live_generations)
-    if step is not None and not step.promote:
-        wire["conditions"] = status.upgrading(wire["conditions"], step.step, step.failure)
-    return wire
+    under_way = step is not None and not step.promote
+    parts = status.ClusterParts(
+        generations=upgrading.generation_status(b, r.upgrade),
+        worker_groups=autoscaling.group_status(b.spec, b.requested, _ready_by_group(r), resources),
+        autoscaler=b.autoscaler_record,
+        redis_namespaces=gcsft.namespaces_record(b.cluster, b.spec, b.snap.pods, r.live_generations),
+        upgrade_step=step.step if step is not None and under_way else None,
+        upgrade_failure=step.failure if step is not None and under_way else None,
+    )
+    return status.whole_cluster_status(r.view, r.composition, r.applied, parts)
 
 
 def cluster(r: Round) -> list[Action]:
