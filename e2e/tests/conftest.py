@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from trialkit import Trial, serveplane
@@ -14,6 +15,18 @@ from trialkit import Trial, serveplane
 from serveplane.localcluster import nodeclean
 from serveplane.localcluster.nodeconfig import NodeLayout
 from serveplane.localcluster.stack import Stack
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Every test here runs on the real node, whose control plane and Ray pods `serveplane dev up` starts: `e2e`,
+    # and also `controlplane` and `ray`, so `-m "not controlplane"` and `-m "not ray"` leave these out too.
+    # (A conftest's collection hook sees every item of the session, not just its folder's: hence the path test.)
+    for item in items:
+        if HERE in item.path.resolve().parents:
+            for marker in (pytest.mark.e2e, pytest.mark.controlplane, pytest.mark.ray):
+                item.add_marker(marker)
 
 
 @pytest.fixture(scope="session")

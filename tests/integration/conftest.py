@@ -18,14 +18,17 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from serveplane.localcluster.controlplane import ControlPlane
 from serveplane.localcluster.operatorproc import OperatorProcess, install
+from serveplane.localcluster.testkit import wait_for
+from serveplane.operator.api.kinds import CLUSTERS
 
 _STARTUP_TIMEOUT_S = 180.0
 _TEARDOWN_TIMEOUT_S = 30.0
@@ -236,3 +239,56 @@ def operator(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactor
     with OperatorProcess(controlplane, tmp_path_factory.mktemp("operator")) as proc:
         yield proc
     proc.assert_clean()
+
+
+def operator_metrics(proc: OperatorProcess) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The operator's /metrics: each sample name's (labels, value) pairs."""
+    with urllib.request.urlopen(proc.metrics_url, timeout=5) as answer:
+        text = answer.read().decode()
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def _rounds_and_clusters(proc: OperatorProcess) -> tuple[float, float]:
+    """Rounds of cluster loops that had a ServeCluster to reconcile (result busy or steady: not the last round of
+    a loop whose cluster is gone, not an error), and the ServeClusters in the operator's store."""
+    samples = operator_metrics(proc)
+    rounds = sum(value for labels, value in samples.get("serveplane_reconcile_total", [])
+                 if labels.get("result") in ("busy", "steady"))
+    clusters = sum(value for labels, value in samples.get("serveplane_resources", []) if labels.get("kind") == CLUSTERS)
+    return rounds, clusters
+
+
+def wait_for_rounds(proc: OperatorProcess, rounds: int = 3, *, clusters: int = 1, timeout: float = 90.0) -> None:
+    """Return once the operator has run `rounds` whole reconcile rounds of the test's ServeClusters that all began
+    after this call: for a test that asserts the operator did NOT act, the proof that it had the chance.
+
+    The counter (serveplane_reconcile_total) has no cluster label, so the count is made only while the operator's
+    store holds just the test's `clusters` ServeClusters (earlier tests' clusters gone): then every counted round
+    is one of theirs. A round counts when it ends, after its actions (the cluster's status, written last); the
+    round under way at the start may have begun before the test's change, hence one more.
+    """
+    def alone() -> tuple[float] | None:  # a tuple: truthy for wait_for even when no round was counted yet
+        counted, held = _rounds_and_clusters(proc)
+        return (counted,) if held == clusters else None
+
+    (base,) = wait_for(f"the operator's store to hold just the test's {clusters} ServeCluster(s)", alone)
+
+    def advanced() -> bool:
+        counted, held = _rounds_and_clusters(proc)
+        assert held == clusters, f"the operator's store holds {held} ServeClusters, not {clusters}"
+        return counted >= base + rounds + 1
+
+    wait_for(f"{rounds} reconcile rounds of the operator", advanced, timeout=timeout, interval=0.2)
+
+
+@pytest.fixture
+def operator_rounds(operator: OperatorProcess) -> Callable[..., None]:
+    """`operator_rounds(n)`: wait until the module's operator has had n whole rounds of the test's cluster (see
+    `wait_for_rounds`), before asserting that it left something alone."""
+    def wait(rounds: int = 3, *, clusters: int = 1, timeout: float = 90.0) -> None:
+        wait_for_rounds(operator, rounds, clusters=clusters, timeout=timeout)
+    return wait

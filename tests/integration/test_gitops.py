@@ -52,12 +52,15 @@ def observed(cp: ControlPlane, namespace: str) -> dict[tuple[str, str], dict[str
     return out
 
 
-def settled(cp: ControlPlane, namespace: str, quiet: float = 8.0) -> dict[tuple[str, str], dict[str, Any]]:
-    """Wait until the operator has processed everything and stopped writing (no resourceVersion moves)."""
+def settled(
+    cp: ControlPlane, namespace: str, operator_rounds: Callable[..., None]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Wait until the operator has processed everything and stopped writing: no resourceVersion moved during
+    rounds of the operator that all saw the resources as they are."""
     before = wait_for("every status to observe its generation", lambda: observed(cp, namespace))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        time.sleep(quiet)
+        operator_rounds(3)
         after = observed(cp, namespace)
         if after and all(after[k]["metadata"]["resourceVersion"] == before[k]["metadata"]["resourceVersion"]
                          for k in after):
@@ -78,12 +81,12 @@ def operator_managers(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_no_drift_after_the_operator_has_processed_the_manifests(
-    controlplane: ControlPlane, operator: OperatorProcess, namespace: str
+    controlplane: ControlPlane, operator: OperatorProcess, namespace: str, operator_rounds: Callable[..., None]
 ) -> None:
     cp = controlplane
     first = server_side_apply(cp, namespace)
     assert set(first) == set(RESOURCES)
-    live = settled(cp, namespace)
+    live = settled(cp, namespace, operator_rounds)
 
     # The operator's marks: the finalizer on applications, and status. Nothing else.
     for key, obj in live.items():
@@ -121,7 +124,7 @@ def test_no_drift_after_the_operator_has_processed_the_manifests(
     diff = cp.kubectl("diff", "-n", namespace, *files(MANIFESTS), check=False)
     assert diff.returncode == 0, f"kubectl diff found drift:\n{diff.stdout}\n{diff.stderr}"
     assert diff.stdout == ""
-    time.sleep(3)  # give the operator a chance to react to the client-side apply
+    operator_rounds(3)  # rounds in which the operator could react to the client-side apply
     for key in RESOURCES:
         obj = get(cp, key[0], key[1], namespace)
         annotations = dict(obj["metadata"].get("annotations") or {})

@@ -7,7 +7,7 @@ envtest-based suites do. Pod IPs are set to 127.0.0.2, where nothing listens, so
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -332,7 +332,7 @@ def deleting(pods: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def test_a_changed_worker_group_rolls_one_pod_at_a_time_without_extra_pods(
-    controlplane: ControlPlane, operator: OperatorProcess, namespace: str
+    controlplane: ControlPlane, operator: OperatorProcess, namespace: str, operator_rounds: Callable[..., None]
 ) -> None:
     """A change to a worker group alone is made in place, within the generation: one worker at a time."""
     cp = controlplane
@@ -357,14 +357,14 @@ def test_a_changed_worker_group_rolls_one_pod_at_a_time_without_extra_pods(
     # One worker at a time; nothing is added beside it, so a worker change never grows the cluster.
     first = wait_for("one pod to be replaced", lambda: deleting(namespace_pods(cp, namespace)))
     assert first == [worker0]
-    time.sleep(3)
+    operator_rounds(3)  # rounds that saw worker0 terminating, in which the operator could have done more
     now = namespace_pods(cp, namespace)
     assert sorted(now) == [head, worker0, worker1] and deleting(now) == [worker0], sorted(now)
     # The kubelet's part: the old worker stops; the operator then creates it anew, in the same generation.
     cp.kubectl("delete", "pod", worker0, "-n", namespace, "--grace-period=0", "--force")
     worker = wait_for("the new worker", lambda: rolled(worker0))
     assert generation_of(worker) == gen, "a worker group's change makes no new generation"
-    time.sleep(2)
+    operator_rounds(3)  # the operator made the new worker, so its rounds from here on see it not ready
     assert not deleting(namespace_pods(cp, namespace)), "the next worker waits until the new one is ready"
     mark_ready(cp, worker0, namespace)
     wait_for("the other worker to be replaced next", lambda: deleting(namespace_pods(cp, namespace)) == [worker1])
@@ -374,7 +374,7 @@ def test_a_changed_worker_group_rolls_one_pod_at_a_time_without_extra_pods(
 
 
 def test_a_changed_image_starts_a_new_generation_beside_the_old_one_within_the_surge(
-    controlplane: ControlPlane, operator: OperatorProcess, namespace: str
+    controlplane: ControlPlane, operator: OperatorProcess, namespace: str, operator_rounds: Callable[..., None]
 ) -> None:
     """The image is what every Ray node must run alike: a new generation, started next to the serving one (one pod
     above the spec's count, the default maxSurgePods), which stays whole until the new one runs the applications."""
@@ -414,7 +414,15 @@ def test_a_changed_image_starts_a_new_generation_beside_the_old_one_within_the_s
     # Ready, the new head still gets no worker: one pod above the spec is the surge, and no application runs on
     # the new generation (no Serve answers here), so no old pod makes room either.
     mark_ready(cp, new_head["metadata"]["name"], namespace)
-    time.sleep(5)
+
+    def new_head_seen_ready() -> bool:
+        found = get(cp, "scl", "demo", namespace)["status"]
+        return any(g["name"] == new_gen and g.get("readyPods") == 1 for g in found.get("generations") or [])
+
+    # The status, written last in a round, shows the operator's store has the new head Ready; then rounds that
+    # all began after that.
+    wait_for("the operator to see the new head ready", new_head_seen_ready)
+    operator_rounds(3)
     now = namespace_pods(cp, namespace)
     wanted = sorted([*(p["metadata"]["name"] for p in old), new_head["metadata"]["name"]])
     assert sorted(now) == wanted and not deleting(now), sorted(now)
