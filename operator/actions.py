@@ -21,8 +21,17 @@ class DeletePod:
 
 @dataclass(frozen=True)
 class Apply:
-    """Server-side apply of an owned Service, Ingress or NetworkPolicy whose live version differs from the wanted
-    one."""
+    """Server-side apply of an owned object (its controller reference is this cluster's) whose live version differs
+    from the wanted one."""
+
+    kind: str
+    obj: Obj
+
+
+@dataclass(frozen=True)
+class Create:
+    """Create an owned Service, Ingress, NetworkPolicy, ServiceAccount or RoleBinding that does not exist. Never an
+    apply: a namesake someone else made (409) is left as it is and reported, never taken over."""
 
     kind: str
     obj: Obj
@@ -35,6 +44,8 @@ class DeleteOwned:
 
     kind: str
     name: str
+    uid: str | None = None
+    """The UID of the object the decision was made on: the API server deletes it only if it is still that one."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +122,7 @@ Action = (
     CreatePod
     | DeletePod
     | Apply
+    | Create
     | DeleteOwned
     | CreateSecret
     | LabelPod

@@ -16,7 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from . import actions, metrics, objects
+from . import actions, metrics, objects, status
 from .actions import Action, AdoptHead, Apply, CreatePod, DeletePod, LabelPod, SetFinalizers, Submit, WriteStatus
 from .api.kinds import CLUSTERS, PODS, SECRETS
 from .cache import Key, Store
@@ -31,6 +31,9 @@ from .snapshot import Rejection
 log = logging.getLogger(__name__)
 
 
+CONFLICT_RETRY_S = 60.0
+
+
 @dataclass
 class ClusterMemory:
     """What a cluster's loop remembers between rounds; only ever an optimisation, never the truth."""
@@ -38,6 +41,16 @@ class ClusterMemory:
     rejection: Rejection | None = None
     composed_since: dict[str, float] = field(default_factory=dict)
     """When each composed config hash was first planned: the start of the change-to-applied latency."""
+    conflicts: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(plural, name) -> when a create found the name taken by an object the store does not hold (not labelled
+    serveplane's): someone else's. Tried again after CONFLICT_RETRY_S, in case it went."""
+    reported: set[tuple[str, str]] = field(default_factory=set)
+    """Conflicts already told in an Event: one Warning per name until it is resolved."""
+
+    def current_conflicts(self, now: float) -> frozenset[tuple[str, str]]:
+        for key in [k for k, since in self.conflicts.items() if now - since >= CONFLICT_RETRY_S]:
+            del self.conflicts[key]
+        return frozenset(self.conflicts)
 
 
 class Executor:
@@ -73,13 +86,15 @@ class Executor:
                 self._keep(PODS, await self.kube.label_pod(namespace, pod_name, labels))
             case Apply(kind=kind, obj=obj):
                 self._keep(kind, await self.kube.apply(kind, obj))
-            case actions.DeleteOwned(kind=kind, name=obj_name):
-                await self.kube.delete(kind, namespace, obj_name)
+            case actions.Create(kind=kind, obj=obj):
+                await self._create(cluster, kind, obj, memory)
+            case actions.DeleteOwned(kind=kind, name=obj_name, uid=uid):
+                await self.kube.delete(kind, namespace, obj_name, uid)
                 gone = self.store.get(kind, namespace, obj_name)
                 if gone is not None:
                     self.store.remove(kind, gone)
             case actions.CreateSecret(secret=secret):
-                await self._create_token_secret(cluster, secret)
+                await self._create_token_secret(cluster, secret, memory)
             case SetFinalizers(kind=kind, name=obj_name, finalizers=finalizers, resource_version=version):
                 self._keep(kind, await self.kube.set_finalizers(kind, namespace, obj_name, list(finalizers), version))
             case WriteStatus(kind=kind, name=obj_name, patch=patch):
@@ -96,7 +111,24 @@ class Executor:
                 )
         return False
 
-    async def _create_token_secret(self, cluster: Obj | None, secret: Obj) -> None:
+    async def _create(self, cluster: Obj | None, kind: str, obj: Obj, memory: ClusterMemory) -> None:
+        """POST an owned object; a namesake someone else made (409) is left alone, remembered and reported once."""
+        created = await self.kube.create(kind, obj)
+        key = (kind, objects.name(obj))
+        if created is not None:
+            self._keep(kind, created)
+            memory.conflicts.pop(key, None)
+            memory.reported.discard(key)
+            return
+        await self._conflict(cluster, key, memory)
+
+    async def _conflict(self, cluster: Obj | None, key: tuple[str, str], memory: ClusterMemory) -> None:
+        memory.conflicts[key] = time.monotonic()
+        if key not in memory.reported:
+            memory.reported.add(key)
+            await self._event(cluster, "Warning", "NameTaken", status.name_taken(*key))
+
+    async def _create_token_secret(self, cluster: Obj | None, secret: Obj, memory: ClusterMemory) -> None:
         """Create the token Secret with a new random token (Ray's own format: 32 random bytes, hex). The token
         goes only into the request's body and the store: never into a log line, an Event or an action."""
         wanted = copy.deepcopy(secret)
@@ -104,8 +136,8 @@ class Executor:
         created = await self.kube.create(SECRETS, wanted)
         name = secret["metadata"]["name"]
         if created is None:
-            log.warning("could not create Secret %s/%s: one by that name exists without serveplane's labels (remove "
-                        "it), or the namespace is going", secret["metadata"]["namespace"], name)
+            # Someone else's Secret by that name (or the namespace is going): never read, never replaced.
+            await self._conflict(cluster, (SECRETS, name), memory)
             return
         self._keep(SECRETS, created)
         await self._event(cluster, "Normal", "TokenCreated", f"created Ray auth token Secret {name}")

@@ -86,7 +86,9 @@ class ClusterLoops:
         start = time.monotonic()
         result = "error"
         try:
-            snap = await observe(self.store, self.dashboards, key, memory.rejection)
+            snap = await observe(
+                self.store, self.dashboards, key, memory.rejection, memory.current_conflicts(time.monotonic())
+            )
             plan = plan_round(snap, self.round_settings)
             if not self.may_act():
                 log.warning("reconcile of %s/%s skipped: the lease is not known to be held now", *key)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from . import objects, podfacts, servereport
+from . import objects, ownership, podfacts, servereport
 from .api.kinds import (
     APPS,
     CLUSTERS,
@@ -28,59 +28,87 @@ from .clients.dashboard import DashboardError
 from .clients.dashboards import DashboardPool, timed
 from .compose import validation_message
 from .manifests import auth, common
+from .objects import Obj
 from .snapshot import Rejection, Snapshot, TokenSecret
+
+OWNED_KINDS = (PODS, SERVICES, INGRESSES, NETWORKPOLICIES, SERVICEACCOUNTS, ROLEBINDINGS, SECRETS)
+
+
+def _ours(store: Store, namespace: str, cluster: str, obj: Obj | None) -> Obj | None:
+    """The object, if the live ServeCluster of that name is its controller; a namesake of anyone else's is not."""
+    owner = store.get(CLUSTERS, namespace, cluster)
+    return obj if obj is not None and owner is not None and ownership.is_ours(obj, objects.uid(owner)) else None
 
 
 def cluster_token(store: Store, namespace: str, cluster: str) -> str | None:
-    """The Ray auth token of a cluster, from its Secret in the store; None without one (auth Disabled)."""
-    return auth.token_of(store.get(SECRETS, namespace, common.token_secret_name(cluster)))
+    """The Ray auth token of a cluster, from its own Secret in the store; None without one (auth Disabled)."""
+    secret = store.get(SECRETS, namespace, common.token_secret_name(cluster))
+    return auth.token_of(_ours(store, namespace, cluster, secret))
 
 
-def _token_secret(store: Store, namespace: str, cluster: str) -> TokenSecret | None:
-    name = common.token_secret_name(cluster)
-    secret = store.get(SECRETS, namespace, name)
+def _token_secret(secret: Obj | None) -> TokenSecret | None:
     if secret is None or objects.is_deleting(secret):
         return None
     token = auth.token_of(secret)
-    return TokenSecret(name=name, digest=auth.digest(token) if token else None)
+    digest = auth.digest(token) if token else None
+    return TokenSecret(name=objects.name(secret), digest=digest, uid=objects.uid(secret))
 
 
-def _from_store(store: Store, key: Key, now: datetime) -> Snapshot:
+def _deployments(store: Store, namespace: str, name: str, app_names: set[str]) -> tuple[Obj, ...]:
+    if name == ORPHANS:
+        apps = {objects.name(a) for a in store.in_namespace(APPS, namespace)}
+        found = [d for d in store.in_namespace(DEPLOYMENTS, namespace) if deployment_app(d) not in apps]
+    else:
+        found = [d for d in store.in_namespace(DEPLOYMENTS, namespace) if deployment_app(d) in app_names]
+    return tuple(sorted(found, key=objects.name))
+
+
+def _owned(store: Store, key: Key, uid: str | None) -> tuple[dict[str, list[Obj]], set[tuple[str, str]]]:
+    """Per kind, the objects this cluster really owns (its UID in their controller reference), and (kind, name) of
+    those that only carry its labels: someone else's, never to be changed, adopted or deleted."""
+    namespace, name = key
+    owned: dict[str, list[Obj]] = {}
+    foreign: set[tuple[str, str]] = set()
+    for kind in OWNED_KINDS:
+        labelled = store.owned(kind, namespace, name)
+        if kind == SECRETS:
+            labelled = [s for s in labelled if objects.name(s) == common.token_secret_name(name)]
+        ours, theirs = ownership.split(labelled, uid) if uid else ([], labelled)
+        owned[kind] = sorted(ours, key=objects.name)
+        foreign |= {(kind, objects.name(o)) for o in theirs if kind != PODS}
+    return owned, foreign
+
+
+def from_store(store: Store, key: Key, now: datetime, conflicts: frozenset[tuple[str, str]]) -> Snapshot:
     namespace, name = key
     apps = tuple(a for a in store.in_namespace(APPS, namespace) if app_cluster(a) == name)
-    app_names = {objects.name(a) for a in apps}
-    if name == ORPHANS:
-        deployments = tuple(
-            d
-            for d in store.in_namespace(DEPLOYMENTS, namespace)
-            if store.get(APPS, namespace, deployment_app(d)) is None
-        )
-    else:
-        deployments = tuple(d for d in store.in_namespace(DEPLOYMENTS, namespace) if deployment_app(d) in app_names)
+    cluster = store.get(CLUSTERS, namespace, name) if name != ORPHANS else None
+    owned, foreign = _owned(store, key, objects.uid(cluster) if cluster else None)
+    secrets = owned[SECRETS]
     return Snapshot(
         namespace=namespace,
         name=name,
-        cluster=store.get(CLUSTERS, namespace, name) if name != ORPHANS else None,
-        pods=tuple(sorted(store.owned(PODS, namespace, name), key=objects.name)),
-        services={objects.name(s): s for s in store.owned(SERVICES, namespace, name)},
-        ingresses={objects.name(i): i for i in store.owned(INGRESSES, namespace, name)},
-        network_policies={objects.name(n): n for n in store.owned(NETWORKPOLICIES, namespace, name)},
-        autoscaler_access={
-            (kind, objects.name(o)): o
-            for kind in (SERVICEACCOUNTS, ROLEBINDINGS)
-            for o in store.owned(kind, namespace, name)
-        },
-        token_secret=_token_secret(store, namespace, name) if name != ORPHANS else None,
+        cluster=cluster,
+        pods=tuple(owned[PODS]),
+        services={objects.name(s): s for s in owned[SERVICES]},
+        ingresses={objects.name(i): i for i in owned[INGRESSES]},
+        network_policies={objects.name(n): n for n in owned[NETWORKPOLICIES]},
+        autoscaler_access={(kind, objects.name(o)): o for kind in (SERVICEACCOUNTS, ROLEBINDINGS) for o in owned[kind]},
+        token_secret=_token_secret(secrets[0] if secrets else None) if cluster else None,
         apps=tuple(sorted(apps, key=objects.name)),
-        deployments=tuple(sorted(deployments, key=objects.name)),
+        deployments=_deployments(store, namespace, name, {objects.name(a) for a in apps}),
+        foreign=frozenset(foreign | conflicts) if cluster else frozenset(),
         now=now,
     )
 
 
-async def observe(store: Store, dashboards: DashboardPool, key: Key, rejection: Rejection | None) -> Snapshot:
+async def observe(
+    store: Store, dashboards: DashboardPool, key: Key, rejection: Rejection | None,
+    conflicts: frozenset[tuple[str, str]] = frozenset(),
+) -> Snapshot:
     """What a round plans from: the store's objects and, while the cluster lives and its head has an IP,
     Serve's report."""
-    snap = _from_store(store, key, datetime.now(UTC))
+    snap = from_store(store, key, datetime.now(UTC), conflicts)
     reports: dict[str, servereport.ServeReport | None] = {}
     errors: dict[str, str] = {}
     if snap.cluster is not None and not objects.is_deleting(snap.cluster):

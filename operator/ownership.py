@@ -1,8 +1,28 @@
-"""PURE: whether a live owned object already holds what the operator wants of it."""
+"""PURE: what is serveplane's to change: an object is a ServeCluster's only when it carries that cluster's controller
+ownerReference (its UID), never by its labels or name alone; and whether a live owned object already holds what
+the operator wants of it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+from .objects import Obj
+
+
+def is_ours(obj: Obj, uid: str) -> bool:
+    """Whether the object's controller is the ServeCluster with this UID."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(isinstance(r, dict) and r.get("controller") is True and r.get("uid") == uid for r in refs)
+
+
+def split(objs: Iterable[Obj], uid: str) -> tuple[list[Obj], list[Obj]]:
+    """(ours, theirs): objects carrying serveplane's labels split by whether this cluster really owns them."""
+    ours: list[Obj] = []
+    theirs: list[Obj] = []
+    for obj in objs:
+        (ours if is_ours(obj, uid) else theirs).append(obj)
+    return ours, theirs
 
 
 def covers(live: Any, wanted: Any) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import objects, planner
-from .actions import Action, Apply, CreatePod, CreateSecret
+from .actions import Action, Apply, Create, CreatePod, CreateSecret
 from .api.cluster import ServeClusterSpec
 from .api.kinds import INGRESSES, NETWORKPOLICIES, PODS, ROLEBINDINGS, SECRETS, SERVICEACCOUNTS, SERVICES
 from .compose import Composition, validation_message
@@ -51,7 +51,7 @@ def _objects(actions: tuple[Action, ...]) -> list[tuple[str, Obj]]:
         match action:
             case CreatePod(pod=pod):
                 out.append((PODS, pod))
-            case Apply(kind=kind, obj=obj):
+            case Apply(kind=kind, obj=obj) | Create(kind=kind, obj=obj):
                 out.append((kind, obj))
             case CreateSecret(secret=secret):
                 out.append((SECRETS, secret))

@@ -24,6 +24,7 @@ class TokenSecret:
     name: str
     digest: str | None
     """None: the Secret holds no usable token."""
+    uid: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +53,9 @@ class Snapshot:
     report_errors: dict[str, str] = field(default_factory=dict)
     """Per generation: why its dashboard gave no answer."""
     rejection: Rejection | None = None
+    foreign: frozenset[tuple[str, str]] = frozenset()
+    """(plural, name) of objects with the names this cluster's own would have that are not its own (no controller
+    reference to its UID): someone else's, left as they are, and reported on the cluster."""
     now: datetime
     """When the round observed: new conditions' lastTransitionTime, an upgrade's timeout. The pure layer never reads
     the clock itself."""

@@ -42,6 +42,8 @@ class ClusterView:
     rejected: str | None = None
     """Serve's own text when it refused the last PUT."""
     http_port: int = 8000
+    foreign: tuple[tuple[str, str], ...] = ()
+    """(plural, name) of namesakes of owned objects that are someone else's."""
 
     @property
     def serve_url(self) -> str:
@@ -61,11 +63,25 @@ def deployment_replicas(serve_app: AppReport | None) -> dict[str, DeploymentRepl
     for name, details in (serve_app.deployments if serve_app else {}).items():
         out[name] = DeploymentReplicas(
             status=details.status,
-            message=details.message,
+            message=bounded(details.message, DEPLOYMENT_TEXT_LIMIT),
             replicas=details.running,
             target_replicas=details.target_num_replicas,
         )
     return out
+
+
+KIND_NAMES = {
+    "services": "Service", "ingresses": "Ingress", "networkpolicies": "NetworkPolicy", "secrets": "Secret",
+    "serviceaccounts": "ServiceAccount", "rolebindings": "RoleBinding",
+}
+
+
+def name_taken(kind: str, name: str) -> str:
+    """What to say of a namesake of an owned object that is someone else's."""
+    return (
+        f"{KIND_NAMES.get(kind, kind)} {name} exists and is not this ServeCluster's (no controller reference to it): "
+        "serveplane changes nothing of it; delete or rename it, or rename the ServeCluster"
+    )
 
 
 def cluster_status(view: ClusterView, composition: Composition | None, applied: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +91,7 @@ def cluster_status(view: ClusterView, composition: Composition | None, applied: 
     if not view.head_ready:
         ready = (False, "HeadNotReady", f"waiting for head pod {view.head_pod or '(none yet)'} to become ready")
     elif view.serve is None:
-        ready = (False, "DashboardUnavailable", f"the Ray dashboard does not answer: {view.serve_error}")
+        ready = (False, "DashboardUnavailable", cut(f"the Ray dashboard does not answer: {view.serve_error}"))
     elif view.healthy_proxies == 0 and composition is not None and composition.app_names:
         ready = (False, "NoHealthyProxy", "no Serve proxy reports HEALTHY yet")
     elif view.healthy_proxies == 0:
@@ -93,7 +109,9 @@ def cluster_status(view: ClusterView, composition: Composition | None, applied: 
         progressing = (True, ready[1], ready[2])
     else:
         progressing = (False, "Stable", "all Ray pods are ready and the Serve config is applied")
-    degraded = (True, "ConfigRejected", f"Serve refused the config: {view.rejected}") if view.rejected else OK
+    degraded = (True, "ConfigRejected", cut(f"Serve refused the config: {view.rejected}")) if view.rejected else OK
+    if view.foreign and not view.rejected:
+        degraded = (True, "NameTaken", "; ".join(name_taken(kind, name) for kind, name in view.foreign))
     status = ServeClusterStatus(
         observed_generation=view.generation,
         head_pod=view.head_pod,
@@ -134,6 +152,10 @@ def whole_cluster_status(
     wire["workerGroups"] = parts.worker_groups
     wire["autoscaler"] = parts.autoscaler
     wire["redisNamespaces"] = parts.redis_namespaces
+    upgrade = wire.get("upgrade")
+    if isinstance(upgrade, dict) and isinstance(upgrade.get("failure"), str):
+        # The failure may quote Serve (an application DEPLOY_FAILED on the new generation).
+        wire["upgrade"] = {**upgrade, "failure": bounded(upgrade["failure"])}
     if parts.upgrade_step is not None:
         wire["conditions"] = upgrading(wire["conditions"], parts.upgrade_step, parts.upgrade_failure)
     return wire
@@ -158,6 +180,29 @@ def upgrading(wire: list[dict[str, Any]], step: str, failure: str | None) -> lis
 
 
 MESSAGE_LIMIT = 1000
+"""The most of a condition's message, in characters."""
+SERVE_TEXT_LIMIT = 8000
+"""The most of one Serve message a status field keeps (an application's or a ServeDeployment's `message`, an
+upgrade's failure): Serve's text (a traceback, or whatever an application raised) is otherwise unbounded, and one
+status could grow past what etcd stores."""
+DEPLOYMENT_TEXT_LIMIT = 2000
+"""The same for each deployment's `message` in an application's status, which lists every deployment."""
+
+
+def cut(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """A message for a condition: its start, with "..." where it was cut."""
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+def bounded(message: str, limit: int = SERVE_TEXT_LIMIT) -> str:
+    """Serve's text for a status field: whole when short, else its start and its end (a traceback's last line
+    names the error) around a note of how long it was."""
+    if len(message) <= limit:
+        return message
+    note = f"\n[... {len(message)} characters, cut to {limit} ...]\n"
+    keep = max(limit - len(note), 0)
+    head = keep // 2
+    return (message[:head] + note + message[len(message) - (keep - head):])[:limit]
 
 
 def serve_summary(message: str) -> str:
@@ -168,7 +213,7 @@ def serve_summary(message: str) -> str:
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
     if len(lines) > 1 and any(line.startswith("Traceback") for line in lines):
         message = lines[-1] + " (full traceback in status.message)"
-    return message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 3] + "..."
+    return cut(message)
 
 
 def _serve_app_conditions(
@@ -218,14 +263,14 @@ def application_status(
         reason = "ClusterUnavailable"
         msg = "the Ray cluster's dashboard does not answer, so Serve's state is unknown"
         if view is not None and view.serve_error:
-            msg += f": {view.serve_error}"
+            msg = cut(f"{msg}: {view.serve_error}")
         ready, progressing, degraded = (False, reason, msg), (True, reason, msg), OK
     else:
         ready, progressing, degraded = _serve_app_conditions(serve_app, was_ready)
     status = ServeApplicationStatus(
         observed_generation=generation,
         serve_status=serve_app.status if serve_app and not cluster_missing else None,
-        message=serve_app.message if serve_app and serve_app.message else None,
+        message=bounded(serve_app.message) if serve_app and serve_app.message else None,
         route_prefix=route,
         url=f"{view.serve_url}{route}" if view else None,
         deployments=deployment_replicas(serve_app) if serve_app else old.deployments,
@@ -276,7 +321,7 @@ def deployment_status(sdep: Obj, verdict: Verdict | None, serve_app: AppReport |
     status = ServeDeploymentStatus(
         observed_generation=generation,
         serve_status=details.status if details else None,
-        message=details.message if details and details.message else None,
+        message=bounded(details.message) if details and details.message else None,
         replicas=details.running if details else 0,
         target_replicas=details.target_num_replicas if details else None,
         conditions=conditions.triple(generation, ready=ready, progressing=progressing, degraded=degraded),

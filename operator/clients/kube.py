@@ -163,8 +163,12 @@ class Kube:
         path = _path(OWNED_GROUPS[kind], "v1", obj["metadata"]["namespace"], kind)
         return await self.request("POST", path, obj, tolerate=(409,))
 
-    async def delete(self, kind: str, namespace: str, name: str) -> None:
-        await self.request("DELETE", _path(OWNED_GROUPS[kind], "v1", namespace, kind, name), tolerate=(404,))
+    async def delete(self, kind: str, namespace: str, name: str, uid: str | None = None) -> None:
+        """DELETE an owned object; with `uid`, only if the object by that name is still that one (a precondition:
+        409 when someone else's replaced it, which is then left alone)."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}} if uid else None
+        path = _path(OWNED_GROUPS[kind], "v1", namespace, kind, name)
+        await self.request("DELETE", path, body, tolerate=(404, 409))
 
     # Events
     async def post_event(self, obj: Obj, type: str, reason: str, message: str) -> None:

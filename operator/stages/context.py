@@ -209,4 +209,5 @@ def _view(
         serve_error=snap.report_errors.get(b.roles.active) if head_ip else "the head pod has no IP yet",
         rejected=snap.rejection.message if snap.rejection and rejected == digest else None,
         http_port=b.spec.serve.http_port,
+        foreign=tuple(sorted(snap.foreign)),
     )

@@ -4,7 +4,7 @@ NetworkPolicy, the autoscaler's ServiceAccount and RoleBinding, the token Secret
 from __future__ import annotations
 
 from .. import objects
-from ..actions import Action, Apply, CreateSecret, DeleteOwned
+from ..actions import Action, Apply, Create, CreateSecret, DeleteOwned
 from ..api.cluster import AuthMode
 from ..api.kinds import INGRESSES, NETWORKPOLICIES, ROLEBINDINGS, SECRETS, SERVICEACCOUNTS, SERVICES
 from ..manifests import auth, autoscaler, common, netpol, network
@@ -13,8 +13,15 @@ from ..ownership import covers
 from .context import Round
 
 
-def owned(kind: str, wanted: Obj, live: dict[str, Obj]) -> list[Action]:
-    return [] if covers(live.get(objects.name(wanted)), wanted) else [Apply(kind, wanted)]
+def owned(r: Round, kind: str, wanted: Obj, live: dict[str, Obj]) -> list[Action]:
+    """Create it when missing, apply it when it differs; a namesake that is not this cluster's stays untouched."""
+    name = objects.name(wanted)
+    if (kind, name) in r.base.snap.foreign:
+        return []
+    current = live.get(name)
+    if current is None:
+        return [Create(kind, wanted)]
+    return [] if covers(current, wanted) else [Apply(kind, wanted)]
 
 
 def services(r: Round) -> list[Action]:
@@ -26,11 +33,11 @@ def services(r: Round) -> list[Action]:
     wanted = [network.head_service(**args, generation=b.roles.active)]
     wanted += [network.generation_head_service(**args, generation=g) for g in sorted(live)]
     wanted.append(network.serve_service(**args, spec=b.spec))
-    actions: list[Action] = [a for w in wanted for a in owned(SERVICES, w, b.snap.services)]
+    actions: list[Action] = [a for w in wanted for a in owned(r, SERVICES, w, b.snap.services)]
     keep = {objects.name(w) for w in wanted}
     for svc_name, svc in sorted(b.snap.services.items()):
         if svc_name not in keep and common.GENERATION_LABEL in (svc["metadata"].get("labels") or {}):
-            actions.append(DeleteOwned(SERVICES, svc_name))
+            actions.append(DeleteOwned(SERVICES, svc_name, objects.uid(svc)))
     return actions
 
 
@@ -40,16 +47,17 @@ def network_policy(r: Round) -> list[Action]:
         wanted = netpol.network_policy(
             cluster=b.name, namespace=b.namespace, uid=b.uid, spec=b.spec, access=b.settings.access
         )
-        return owned(NETWORKPOLICIES, wanted, b.snap.network_policies)
-    name = common.network_policy_name(b.name)
-    return [DeleteOwned(NETWORKPOLICIES, name)] if name in b.snap.network_policies else []
+        return owned(r, NETWORKPOLICIES, wanted, b.snap.network_policies)
+    live = b.snap.network_policies.get(common.network_policy_name(b.name))
+    return [DeleteOwned(NETWORKPOLICIES, objects.name(live), objects.uid(live))] if live else []
 
 
 def autoscaler_access(r: Round) -> list[Action]:
     """The autoscaler's ServiceAccount and RoleBinding while autoscaling is on; they go when it is off."""
     b = r.base
     if not b.spec.autoscaling.enabled:
-        return [DeleteOwned(kind, name) for kind, name in sorted(b.snap.autoscaler_access)]
+        live = b.snap.autoscaler_access
+        return [DeleteOwned(kind, name, objects.uid(live[(kind, name)])) for kind, name in sorted(live)]
     args = {"cluster": b.name, "namespace": b.namespace, "uid": b.uid}
     wanted = [
         (SERVICEACCOUNTS, autoscaler.service_account(**args)),
@@ -58,7 +66,7 @@ def autoscaler_access(r: Round) -> list[Action]:
     return [
         action
         for kind, obj in wanted
-        for action in owned(kind, obj, {n: o for (k, n), o in b.snap.autoscaler_access.items() if k == kind})
+        for action in owned(r, kind, obj, {n: o for (k, n), o in b.snap.autoscaler_access.items() if k == kind})
     ]
 
 
@@ -67,12 +75,14 @@ def token(r: Round) -> list[Action]:
     b = r.base
     secret = b.snap.token_secret
     if b.spec.auth.mode is not AuthMode.TOKEN:
-        return [DeleteOwned(SECRETS, secret.name)] if secret else []
+        return [DeleteOwned(SECRETS, secret.name, secret.uid)] if secret else []
     if secret is None:
+        if (SECRETS, common.token_secret_name(b.name)) in b.snap.foreign:
+            return []  # someone else's Secret by that name: reported on the cluster, never read or replaced
         return [CreateSecret(auth.token_secret(cluster=b.name, namespace=b.namespace, uid=b.uid))]
     if secret.digest is None:
         # Someone emptied it: it goes, and the next round makes a new one (a rotation).
-        return [DeleteOwned(SECRETS, secret.name)]
+        return [DeleteOwned(SECRETS, secret.name, secret.uid)]
     return []
 
 
@@ -82,6 +92,6 @@ def ingress(r: Round) -> list[Action]:
     routes = [app["route_prefix"] for app in r.composition.config["applications"]]
     wanted = network.ingress(cluster=b.name, namespace=b.namespace, uid=b.uid, spec=b.spec, routes=routes)
     if wanted is not None:
-        return owned(INGRESSES, wanted, b.snap.ingresses)
-    name = common.serve_service_name(b.name)
-    return [DeleteOwned(INGRESSES, name)] if name in b.snap.ingresses else []
+        return owned(r, INGRESSES, wanted, b.snap.ingresses)
+    live = b.snap.ingresses.get(common.serve_service_name(b.name))
+    return [DeleteOwned(INGRESSES, objects.name(live), objects.uid(live))] if live else []

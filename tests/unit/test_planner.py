@@ -14,6 +14,7 @@ from serveplane.operator.actions import (
     Action,
     AdoptHead,
     Apply,
+    Create,
     CreatePod,
     CreateSecret,
     DeleteOwned,
@@ -57,8 +58,8 @@ def summary(actions: tuple[Action, ...]) -> list[tuple[str, str]]:
                 out.append(("DeleteOwned", f"{kind}/{name}"))
             case CreateSecret(secret=secret):
                 out.append(("CreateSecret", secret["metadata"]["name"]))
-            case Apply(kind=kind, obj=obj):
-                out.append(("Apply", f"{kind}/{obj['metadata']['name']}"))
+            case Apply(kind=kind, obj=obj) | Create(kind=kind, obj=obj):
+                out.append((type(a).__name__, f"{kind}/{obj['metadata']['name']}"))
             case SetFinalizers(kind=kind, name=name) | WriteStatus(kind=kind, name=name):
                 out.append((type(a).__name__, f"{kind}/{name}"))
             case Submit(reason=reason):
@@ -165,7 +166,7 @@ class World:
                                 pod["metadata"]["labels"][k] = v
 
                     snap = dataclasses.replace(snap, pods=self._replace(snap.pods, name, relabel))
-                case Apply(kind="services", obj=obj):
+                case Apply(kind="services", obj=obj) | Create(kind="services", obj=obj):
                     live = copy.deepcopy(obj)
                     # What the API server adds: a cluster IP and defaulted port fields the operator never sets.
                     live["spec"].setdefault("clusterIP", "10.96.0.10")
@@ -173,9 +174,9 @@ class World:
                         port.setdefault("protocol", "TCP")
                     live["metadata"]["resourceVersion"] = "1"
                     snap = dataclasses.replace(snap, services={**snap.services, obj["metadata"]["name"]: live})
-                case Apply(kind="ingresses", obj=obj):
+                case Apply(kind="ingresses", obj=obj) | Create(kind="ingresses", obj=obj):
                     snap = dataclasses.replace(snap, ingresses={**snap.ingresses, obj["metadata"]["name"]: obj})
-                case Apply(kind="networkpolicies", obj=obj):
+                case Apply(kind="networkpolicies", obj=obj) | Create(kind="networkpolicies", obj=obj):
                     policies = {**snap.network_policies, obj["metadata"]["name"]: obj}
                     snap = dataclasses.replace(snap, network_policies=policies)
                 case DeleteOwned(kind="ingresses", name=name):
@@ -183,7 +184,9 @@ class World:
                 case DeleteOwned(kind="networkpolicies", name=name):
                     policies = {k: v for k, v in snap.network_policies.items() if k != name}
                     snap = dataclasses.replace(snap, network_policies=policies)
-                case Apply(kind=("serviceaccounts" | "rolebindings") as kind, obj=obj):
+                case Apply(kind=("serviceaccounts" | "rolebindings") as kind, obj=obj) | Create(
+                    kind=("serviceaccounts" | "rolebindings") as kind, obj=obj
+                ):
                     access = {**snap.autoscaler_access, (kind, obj["metadata"]["name"]): obj}
                     snap = dataclasses.replace(snap, autoscaler_access=access)
                 case DeleteOwned(kind=("serviceaccounts" | "rolebindings") as kind, name=name):
@@ -291,10 +294,10 @@ def test_a_new_cluster_gets_services_and_pods_first(world: World) -> None:
     plan = world.plan()
     g = world.target()
     assert summary(plan.actions)[:6] == [
-        ("Apply", "services/demo-head"),
-        ("Apply", f"services/demo-{g}-head"),
-        ("Apply", "services/demo-serve"),
-        ("Apply", "networkpolicies/demo-ray"),
+        ("Create", "services/demo-head"),
+        ("Create", f"services/demo-{g}-head"),
+        ("Create", "services/demo-serve"),
+        ("Create", "networkpolicies/demo-ray"),
         ("CreatePod", f"demo-{g}-head"),
         ("CreatePod", f"demo-{g}-worker-cpu-0"),
     ]
@@ -396,7 +399,7 @@ def test_the_ingress_follows_the_spec(world: World) -> None:
     assert cluster is not None
     cluster["spec"]["ingress"] = {"enabled": True}
     world.snap = dataclasses.replace(world.snap, cluster=cluster)
-    assert summary(world.plan().actions)[0] == ("Apply", "ingresses/demo-serve")
+    assert summary(world.plan().actions)[0] == ("Create", "ingresses/demo-serve")
     world.converge()
     paths = world.snap.ingresses["demo-serve"]["spec"]["rules"][0]["http"]["paths"]
     assert [p["path"] for p in paths] == ["/hello"]
@@ -557,7 +560,7 @@ def test_the_network_policy_follows_the_spec(world: World) -> None:
 def test_the_operators_access_reaches_the_network_policy(world: World) -> None:
     access = netpol.Access(operator_namespace="ops", operator_pod_labels={"app": "op"})
     apply = next(a for a in plan_round(world.snap, Settings(image=IMAGE, access=access)).actions
-                 if isinstance(a, Apply) and a.kind == "networkpolicies")
+                 if isinstance(a, Apply | Create) and a.kind == "networkpolicies")
     peer = apply.obj["spec"]["ingress"][2]["from"][0]
     assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ops"}
     assert peer["podSelector"]["matchLabels"] == {"app": "op"}

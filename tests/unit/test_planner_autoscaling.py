@@ -45,7 +45,7 @@ def workers(world: World) -> list[str]:
 
 def test_the_autoscaler_gets_its_account_its_binding_and_a_container_beside_the_head(world: World) -> None:
     plan = world.plan()
-    assert {("Apply", "serviceaccounts/demo-autoscaler"), ("Apply", "rolebindings/demo-autoscaler")} <= set(
+    assert {("Create", "serviceaccounts/demo-autoscaler"), ("Create", "rolebindings/demo-autoscaler")} <= set(
         summary(plan.actions))
     world.converge()
     head = next(p for p in world.snap.pods if common.is_head(p))

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from serveplane.operator import cli, planner
-from serveplane.operator.actions import Apply, CreatePod, CreateSecret
+from serveplane.operator.actions import Apply, Create, CreatePod, CreateSecret
 from serveplane.operator.api.cluster import ServeClusterSpec
 from serveplane.operator.manifests import common, pods
 from serveplane.operator.render import PLACEHOLDER_DIGEST, PLACEHOLDER_UID, render
@@ -374,7 +374,7 @@ def test_render_shows_exactly_what_the_operators_rounds_create_on_an_empty_names
     for _ in range(3):  # a few rounds on a world where nothing the operator makes ever appears but the Secret
         for action in planner.plan_round(snap, Settings(image=IMAGE)).actions:
             match action:
-                case CreatePod(pod=obj) | Apply(obj=obj) | CreateSecret(secret=obj):
+                case CreatePod(pod=obj) | Apply(obj=obj) | Create(obj=obj) | CreateSecret(secret=obj):
                     made.setdefault((obj["kind"], obj["metadata"]["name"]), obj)
             if isinstance(action, CreateSecret):
                 secret = TokenSecret(action.secret["metadata"]["name"], digest=PLACEHOLDER_DIGEST)
