@@ -5,6 +5,13 @@
     GET|POST /drain     preStop hook: drain, then 200     - drain.Drainer
     GET /metrics        Prometheus text                   - metrics.AgentMetrics
 
+/drain changes the node's state (it stops being Ready for good), so it answers only the pod itself (a loopback
+peer: the preStop hook's `python -m serveplane.runtime drain`) or a caller sending the cluster's Ray token
+(`Authorization: Bearer <token>`, the token the Ray pods get as RAY_AUTH_TOKEN); with token authentication
+disabled, only the pod itself. Anyone else gets 401 (no token) or 403 (a wrong one). The peer is the TCP peer:
+uvicorn is told to ignore X-Forwarded-For. The probes and /metrics only read, and answer anyone the
+NetworkPolicy lets in (the kubelet probes from the node).
+
 The entrypoint runs it with uvicorn in a thread of its own process (`AgentServer`), next to the supervisor: one
 small process (no Ray import) that knows Ray's pids first-hand. This module only gathers observations (local HTTP
 checks, /proc) and hands them to the pure rules in probes.py.
@@ -12,6 +19,8 @@ checks, /proc) and hands them to the pure rules in probes.py.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import logging
 import threading
 import time
@@ -19,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -90,6 +99,32 @@ class Checker:
         )
 
 
+def is_loopback(host: str | None) -> bool:
+    """Whether a peer address is this pod's own loopback (127.0.0.0/8, ::1, or IPv4 loopback mapped into IPv6)."""
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def refusal(peer: str | None, authorization: str | None, token: str | None) -> tuple[int, str] | None:
+    """Why a state-changing request is refused, as (HTTP status, reason), or None when it may go on: it comes from
+    the pod itself, or carries the cluster's token (only when there is one: token authentication on)."""
+    if is_loopback(peer):
+        return None
+    if token is None:
+        return 403, "only the pod itself may drain it (token authentication is disabled)"
+    scheme, _, sent = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not sent.strip():
+        return 401, "the cluster's token is needed (Authorization: Bearer <token>)"
+    if not hmac.compare_digest(sent.strip().encode(), token.encode()):
+        return 403, "not the cluster's token"
+    return None
+
+
 def _answer(decision: Decision, body: dict[str, Any]) -> JSONResponse:
     return JSONResponse({"ok": decision.ok, "reason": decision.reason, **body}, status_code=200 if decision.ok else 503)
 
@@ -129,7 +164,12 @@ def create_app(*, settings: AgentSettings, state: NodeState, drainer: Drainer, m
         )
 
     @app.api_route("/drain", methods=["GET", "POST"])
-    async def drain() -> JSONResponse:
+    async def drain(request: Request) -> JSONResponse:
+        peer = request.client.host if request.client else None
+        refused = refusal(peer, request.headers.get("authorization"), settings.auth_token)
+        if refused is not None:
+            log.warning("refused /drain from %s: %s", peer or "an unknown peer", refused[1])
+            return JSONResponse({"ok": False, "reason": refused[1]}, status_code=refused[0])
         started = time.monotonic()
         result = await drainer.drain()
         metrics.drain_seconds.observe(time.monotonic() - started)
@@ -147,8 +187,9 @@ class AgentServer:
     """uvicorn in a daemon thread. Not in the main thread, so uvicorn leaves the signal handlers to the entrypoint."""
 
     def __init__(self, app: FastAPI, port: int) -> None:
+        # proxy_headers off: the peer /drain trusts is the TCP peer, never what X-Forwarded-For claims.
         config = uvicorn.Config(app, host="0.0.0.0", port=port, log_level="warning", access_log=False,
-                                lifespan="off")
+                                lifespan="off", proxy_headers=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="agent", daemon=True)
 

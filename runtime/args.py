@@ -4,6 +4,7 @@ Called by `entrypoint.main`. The operator's pod builder (operator/manifests/pods
 
     head   --agent-port=P --http-port=P --metrics-port=P --port=P --dashboard-port=P [--ray-param=K=V ...]
     worker --agent-port=P --http-port=P --metrics-port=P --address=HOST:PORT [--ray-param=K=V ...]
+    drain  --agent-port=P [--timeout=S]      the preStop hook: asks this pod's agent to drain, over loopback
 
 The tuning flags below (--startup-grace, --drain-timeout, ...) are optional, default to environment variables so a
 cluster's pod `env` can set them, and are not part of that contract.
@@ -230,10 +231,41 @@ def temp_dir(environ: Mapping[str, str], pid: int) -> str:
     return chosen
 
 
-# The head's Redis password (GCS fault tolerance), from the pod's env (a secretKeyRef): `ray start` takes it only
-# as a flag, and the flag must not be in the pod's spec. The operator's pod builder sets this variable
-# (operator/manifests/rayenv.py; tests/unit/test_runtime_args.py checks both names agree).
+# The head's Redis password (GCS fault tolerance), from the pod's env (a secretKeyRef), so it is never in the pod's
+# spec. The operator's pod builder sets this variable (operator/manifests/rayenv.py; tests/unit/test_gcsft.py checks
+# both names agree). The runtime reads it and keeps it out of the environment of every process Ray starts
+# (entrypoint.ray_env). What Ray 2.60 does not allow: `ray start` takes the password only as its `--redis-password`
+# flag (no environment variable, no file), and Ray itself passes it on the command line of the GCS server
+# (`--redis_password=`) and of every worker process it starts on the head (`default_worker.py --redis-password=`),
+# which also keeps it in memory (RayParams). Code running on the head (a replica scheduled there) can read it;
+# keep applications off the head (`num-cpus: "0"` on it) where that matters. Workers never get it.
 REDIS_PASSWORD_ENV = "SERVEPLANE_REDIS_PASSWORD"
+
+
+DRAIN = "drain"
+# The longest the preStop hook waits for the agent's drain: the pod's terminationGracePeriodSeconds, which bounds
+# the hook anyway.
+DRAIN_REQUEST_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class DrainArgs:
+    agent_port: int
+    timeout_s: float
+
+
+def parse_drain(argv: Sequence[str]) -> DrainArgs:
+    """`drain --agent-port=P [--timeout=S]` (argv without the `drain` itself); argparse exits 2 on a bad one."""
+    parser = argparse.ArgumentParser(
+        prog="python -m serveplane.runtime drain",
+        description="Ask this pod's node agent to drain it (the preStop hook), over loopback; wait for the answer.",
+    )
+    parser.add_argument("--agent-port", type=_port, required=True)
+    parser.add_argument("--timeout", type=float, default=DRAIN_REQUEST_TIMEOUT_S, help="seconds to wait")
+    ns = parser.parse_args(list(argv))
+    if ns.timeout <= 0:
+        raise ArgsError("--timeout must be positive")
+    return DrainArgs(agent_port=ns.agent_port, timeout_s=ns.timeout)
 
 
 def ray_start_command(

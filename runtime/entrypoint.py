@@ -1,4 +1,5 @@
-"""`python -m serveplane.runtime head|worker ...`: one Ray node plus its node agent, for one pod.
+"""`python -m serveplane.runtime head|worker ...`: one Ray node plus its node agent, for one pod; and
+`python -m serveplane.runtime drain --agent-port=P`, the preStop hook's drain request to that agent.
 
 Order of life:
   1. parse the command line (args.py), pick a short per-pod Ray temp dir;
@@ -7,16 +8,20 @@ Order of life:
   4. `ray start --block` in a new session (supervisor.py), then watch raylet and GCS;
   5. on SIGTERM/SIGINT: stop Ray in `ray stop`'s order, scoped to our session, SIGKILL leftovers, exit 0;
      if Ray dies on its own: clean up the same way and exit 1 so the kubelet restarts the container.
-The preStop /drain runs before the kubelet's SIGTERM, so step 5 does not drain again.
+The preStop hook (`... drain`, over loopback) drains before the kubelet's SIGTERM, so step 5 does not drain again;
+a SIGTERM that no drain came before drains first.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import signal
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Mapping, Sequence
 from types import FrameType
 
@@ -39,6 +44,9 @@ EXIT_OK, EXIT_RAY_DIED, EXIT_USAGE = 0, 1, 2
 
 def ray_env(environ: Mapping[str, str], *, temp: str, ray_drain_s: float) -> dict[str, str]:
     env = dict(environ)
+    # The Redis password goes to `ray start` as its flag (args.ray_start_command), not into the environment every
+    # Ray process, users' replicas included, inherits.
+    env.pop(cli.REDIS_PASSWORD_ENV, None)
     # Ray's dashboard leaves multiprocessing dirs (pymp-*) in TMPDIR when killed: keep them under our temp dir,
     # which a clean stop removes.
     env["TMPDIR"] = temp
@@ -105,6 +113,16 @@ class Runtime:
         finally:
             self.agent.stop()
 
+    def drain_first(self) -> None:
+        """A stop no preStop drain came before (a hook that failed or was refused, an older pod's hook, a plain
+        SIGTERM) drains here first, through the agent as the hook does, within the same budget."""
+        if self.state.info().draining_since is not None:
+            return
+        log.info("stopping without a preStop drain: draining first")
+        status, text = request_drain(self.args.agent_port, auth_token(self.environ), self.args.drain_timeout_s + 5)
+        if status != 200:
+            log.warning("drain before stopping failed: %s %s", status or "no answer:", text.strip()[:500])
+
     def _run_ray(self) -> int:
         gcs_address = None
         if self.args.address:
@@ -130,6 +148,7 @@ class Runtime:
             log.error("Ray died (%s): cleaning up, then exiting %d so the container restarts", died, EXIT_RAY_DIED)
             grace = _CRASH_STOP_GRACE_S
         else:
+            self.drain_first()
             grace = self.ray_drain_s + self.args.stop_grace_s
             log.info("forwarding SIGTERM to Ray: node drain up to %.0fs, %.0fs in all before SIGKILL",
                      self.ray_drain_s, grace)
@@ -145,10 +164,47 @@ class Runtime:
         return EXIT_OK
 
 
+def request_drain(port: int, token: str | None, timeout_s: float) -> tuple[int, str]:
+    """Ask the agent on this pod's loopback to drain; (HTTP status or 0 when it gave no answer, its text)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/drain", method="POST", data=b"")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return int(response.status), response.read(4096).decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.read(4096).decode(errors="replace")
+    except (OSError, TimeoutError) as error:
+        return 0, str(error) or type(error).__name__
+
+
+def drain_main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
+    """The preStop hook: drain this pod through its agent, from the pod itself (a loopback peer, which the agent
+    trusts without a token; the token goes too when there is one). Exit 0 once drained, 1 otherwise: the kubelet
+    then goes on with the SIGTERM either way."""
+    try:
+        args = cli.parse_drain(argv)
+    except cli.ArgsError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    status, text = request_drain(args.agent_port, auth_token(environ), args.timeout_s)
+    if status != 200:
+        log.error("drain failed: %s %s", status or "no answer:", text.strip()[:500])
+        return EXIT_RAY_DIED
+    try:
+        log.info("drained: %s", json.loads(text))
+    except ValueError:
+        log.info("drained: %s", text.strip()[:500])
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == [cli.DRAIN]:
+        return drain_main(argv[1:], os.environ)
     try:
-        args = cli.parse(sys.argv[1:] if argv is None else argv, os.environ)
+        args = cli.parse(argv, os.environ)
         runtime = Runtime(args, cli.temp_dir(os.environ, os.getpid()), os.environ)
     except cli.ArgsError as exc:
         log.error("%s", exc)

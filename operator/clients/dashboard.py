@@ -5,9 +5,13 @@ Endpoints used:
   GET /api/serve/applications/   ServeInstanceDetails JSON (an empty schema when Serve is not running)
   GET /api/ray/version           answers as soon as the dashboard is up
 
+Every answer is read by chunks and at most MAX_ANSWER_BYTES of it (a Content-Length over it is refused before
+reading): a broken or hostile dashboard cannot make the operator hold an unbounded body in memory.
+
 Errors, as a tree:
 
   DashboardError                  base class; raised as such when a 2xx answer is not the JSON object expected
+  ├── DashboardAnswerTooLarge     an answer (of any status) over the client's byte limit; not retried
   ├── DashboardUnavailable        no usable answer: connection refused/reset, timeout, or 5xx once the retries are
   │                               used up (501 "Serve not installed" is not retried: it cannot heal by itself)
   └── DashboardRejected           4xx: the request itself is wrong, so it is never retried; `.status` and `.message`
@@ -20,6 +24,7 @@ _MAX_BACKOFF_S). Retrying the PUT is safe because it is declarative: sending the
 """
 
 import asyncio
+import codecs
 import json
 import logging
 from types import TracebackType
@@ -34,12 +39,19 @@ APPLICATIONS_PATH = "/api/serve/applications/"
 VERSION_PATH = "/api/ray/version"
 
 _MAX_BACKOFF_S = 10.0
+MAX_ANSWER_BYTES = 8 * 1024 * 1024
+"""The most of one answer the client reads: Serve's whole report of a large cluster is well under 1 MiB."""
+_CHUNK_BYTES = 64 * 1024
 # 5xx bodies are often whole tracebacks; keep log lines and exception texts readable.
 _MAX_UNAVAILABLE_TEXT = 2000
 
 
 class DashboardError(Exception):
     """Base of every error this client raises."""
+
+
+class DashboardAnswerTooLarge(DashboardError):
+    """The dashboard's answer is larger than the client reads; what came of it is dropped."""
 
 
 class DashboardUnavailable(DashboardError):
@@ -74,6 +86,7 @@ class DashboardClient:
     None sends none. It is kept out of the client's repr and log lines.
     `retries` counts the extra attempts after the first one. A `session` passed in is borrowed: `close()` leaves
     it open for its owner (tests and callers sharing one connection pool); otherwise the client owns its own.
+    `max_answer_bytes` bounds what is read of any answer (DashboardAnswerTooLarge beyond it).
     """
 
     def __init__(
@@ -85,12 +98,13 @@ class DashboardClient:
         backoff_s: float = 0.5,
         session: aiohttp.ClientSession | None = None,
         token: str | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         url = URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"dashboard base_url must be an absolute http(s) URL, got {base_url!r}")
-        if retries < 0 or timeout_s <= 0 or backoff_s < 0:
-            raise ValueError("need retries >= 0, timeout_s > 0 and backoff_s >= 0")
+        if retries < 0 or timeout_s <= 0 or backoff_s < 0 or max_answer_bytes <= 0:
+            raise ValueError("need retries >= 0, timeout_s > 0, backoff_s >= 0 and max_answer_bytes > 0")
         # Plain string joining keeps a path prefix (e.g. reaching the dashboard through the API server's service
         # proxy); URL.join would drop it.
         self._base_url = base_url.rstrip("/")
@@ -101,6 +115,7 @@ class DashboardClient:
         self._owns_session = session is None
         self._closed = False
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._max_answer_bytes = max_answer_bytes
 
     def __repr__(self) -> str:
         return f"DashboardClient({self._base_url!r}, token={'set' if self._headers else 'none'})"
@@ -168,9 +183,10 @@ class DashboardClient:
     async def _attempt(self, method: str, url: str, body: dict[str, Any] | None) -> str:
         session = self._get_session()
         async with session.request(method, url, json=body, timeout=self._timeout, headers=self._headers) as response:
-            # A proxy in front may answer in any encoding; never let decoding hide the status.
-            text = await response.text(errors="replace")
             status = response.status
+            raw = await self._read_bounded(response, f"{method} {url}")
+            # A proxy in front may answer in any encoding; never let decoding hide the status.
+            text = raw.decode(_charset(response), errors="replace")
         if 200 <= status < 300:
             return text
         if status in (401, 403):
@@ -181,6 +197,23 @@ class DashboardClient:
             raise DashboardUnavailable(f"{method} {url}: HTTP 501: {text[:_MAX_UNAVAILABLE_TEXT]}")
         raise _RetryableStatus(status, text)
 
+    async def _read_bounded(self, response: aiohttp.ClientResponse, what: str) -> bytes:
+        """The answer's body, read by chunks, or DashboardAnswerTooLarge as soon as it passes the limit."""
+        limit = self._max_answer_bytes
+        declared = response.content_length
+        if declared is not None and declared > limit:
+            raise DashboardAnswerTooLarge(
+                f"{what}: HTTP {response.status} answer of {declared} bytes is over the {limit}-byte limit; not read"
+            )
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+            body += chunk
+            if len(body) > limit:
+                raise DashboardAnswerTooLarge(
+                    f"{what}: HTTP {response.status} answer is over the {limit}-byte limit; read no further"
+                )
+        return bytes(body)
+
     @staticmethod
     def _json_object(text: str, path: str) -> dict[str, Any]:
         try:
@@ -190,6 +223,16 @@ class DashboardClient:
         if not isinstance(value, dict):
             raise DashboardError(f"{path}: expected a JSON object, got {type(value).__name__}")
         return value
+
+
+def _charset(response: aiohttp.ClientResponse) -> str:
+    """The answer's declared charset when Python knows it, else UTF-8 (what Ray's dashboard sends)."""
+    charset = response.charset or "utf-8"
+    try:
+        codecs.lookup(charset)
+    except LookupError:
+        return "utf-8"
+    return charset
 
 
 def _describe(error: Exception | None) -> str:

@@ -2,6 +2,7 @@
 tolerance. Secrets are only ever referenced (secretKeyRef), never copied into a pod's spec."""
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from ..api.cluster import AuthMode, GcsFaultToleranceSpec, ServeClusterSpec
@@ -24,14 +25,26 @@ REDIS_PASSWORD_ENV = "SERVEPLANE_REDIS_PASSWORD"
 # How long a worker's raylet waits for a lost GCS before it gives up (Ray's default is 60 s): long enough for a new
 # head pod to be scheduled, pull its image and start, as KubeRay sets it for GCS fault tolerance.
 WORKER_GCS_RECONNECT_S = 600
+UID_DIGEST_LEN = 8
+
+
+def uid_digest(uid: str) -> str:
+    """A short hash of a ServeCluster's UID, which makes an explicit storage namespace the cluster's own."""
+    return hashlib.sha256(uid.encode()).hexdigest()[:UID_DIGEST_LEN]
 
 
 def storage_namespace(ft: GcsFaultToleranceSpec, uid: str, generation: str = "") -> str:
-    """The prefix of this cluster's keys in Redis: the spec's, else the ServeCluster's UID (unique, and stable
-    for the ServeCluster's life, so every new head finds its predecessor's state), then the generation's name:
-    two generations are two Ray clusters, and two GCSs must never share state. Ray's clean-up removes a prefix,
-    so the cluster's own namespace covers every generation's keys."""
-    base = ft.external_storage_namespace or uid
+    """The prefix of this cluster's keys in Redis, always its own: the ServeCluster's UID (unique, and stable for
+    the ServeCluster's life, so every new head finds its predecessor's state), or the spec's
+    `externalStorageNamespace` followed by a hash of the UID (two clusters given the same one, e.g. namesakes in
+    two namespaces converted from KubeRay, never share keys, and deleting one never wipes the other's); then the
+    generation's name: two generations are two Ray clusters, and two GCSs must never share state.
+
+    The cluster's own namespace (no generation) is in every head's pod spec, so in the generation's hash
+    (pods.generation_name): a cluster's UID is in its generation name, and a change of this rule starts new
+    generations (an upgrade, with a new GCS state), never a running generation's state under a new name."""
+    explicit = ft.external_storage_namespace
+    base = f"{explicit}-{uid_digest(uid)}" if explicit else uid
     return f"{base}-{generation}" if generation else base
 
 

@@ -14,6 +14,8 @@ import pytest
 from aiohttp import web
 
 from serveplane.operator.clients.dashboard import (
+    MAX_ANSWER_BYTES,
+    DashboardAnswerTooLarge,
     DashboardClient,
     DashboardError,
     DashboardRejected,
@@ -28,6 +30,8 @@ class Reply:
     status: int
     body: str = ""
     delay_s: float = 0.0
+    stream_bytes: int = 0
+    """When set, the answer is that many bytes sent chunked (no Content-Length), 64 KiB at a time."""
 
 
 @dataclass
@@ -46,15 +50,33 @@ class FakeDashboard:
     url: str = ""
     script: list[Reply] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
+    streamed: int = 0
+    """Bytes of streamed answers the client took before it hung up (or all of them)."""
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         seen = Seen(request.method, request.path, await request.text(), time.monotonic())
         seen.authorization = request.headers.get("Authorization")
         self.seen.append(seen)
         reply = self.script[min(len(self.seen), len(self.script)) - 1]
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
+        if reply.stream_bytes:
+            return await self._stream(request, reply)
         return web.Response(status=reply.status, text=reply.body)
+
+    async def _stream(self, request: web.Request, reply: Reply) -> web.StreamResponse:
+        response = web.StreamResponse(status=reply.status)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        chunk = b"x" * 65536
+        try:
+            while self.streamed < reply.stream_bytes:
+                await response.write(chunk)
+                self.streamed += len(chunk)
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):
+            pass  # the client hung up
+        return response
 
 
 @pytest.fixture
@@ -279,3 +301,53 @@ async def test_the_pool_brackets_an_ipv6_head_address() -> None:
     client = await pool.for_head("ns", "demo", "aaaaa", "fd00::5", None)
     assert client.base_url == "http://[fd00::5]:8265"
     await pool.close()
+
+
+# --- bounded answers --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [200, 400, 503])
+async def test_an_answer_over_the_limit_is_refused_by_its_length_and_not_retried(
+    dashboard: FakeDashboard, status: int
+) -> None:
+    dashboard.script = [Reply(status, "x" * 1025)]
+    async with fast_client(dashboard.url, max_answer_bytes=1024) as client:
+        with pytest.raises(DashboardAnswerTooLarge, match="over the 1024-byte limit") as caught:
+            await client.get_applications()
+    assert isinstance(caught.value, DashboardError)
+    assert not isinstance(caught.value, (DashboardRejected, DashboardUnavailable))
+    assert len(dashboard.seen) == 1
+
+
+async def test_an_answer_at_the_limit_is_read(dashboard: FakeDashboard) -> None:
+    body = json.dumps({"version": "x" * 1000})
+    dashboard.script = [Reply(200, body)]
+    async with fast_client(dashboard.url, max_answer_bytes=len(body)) as client:
+        assert await client.get_version() == {"version": "x" * 1000}
+
+
+async def test_a_chunked_answer_is_read_by_chunks_and_dropped_past_the_limit(dashboard: FakeDashboard) -> None:
+    """No Content-Length to refuse it by: the client stops reading once it has more than the limit, long before the
+    dashboard has sent everything (a body that never ends would otherwise hold the operator's memory)."""
+    total = 256 * 1024 * 1024
+    dashboard.script = [Reply(200, stream_bytes=total)]
+    async with fast_client(dashboard.url, max_answer_bytes=1024 * 1024, retries=0) as client:
+        with pytest.raises(DashboardAnswerTooLarge, match="read no further"):
+            await client.get_applications()
+    await asyncio.sleep(0.2)
+    assert dashboard.streamed < total / 4, f"the client let the dashboard send {dashboard.streamed} bytes"
+
+
+async def test_the_default_limit_is_8_mib(dashboard: FakeDashboard) -> None:
+    assert MAX_ANSWER_BYTES == 8 * 1024 * 1024
+    dashboard.script = [Reply(200, stream_bytes=MAX_ANSWER_BYTES + 65536)]
+    async with fast_client(dashboard.url) as client:
+        with pytest.raises(DashboardAnswerTooLarge, match=f"over the {MAX_ANSWER_BYTES}-byte limit"):
+            await client.get_applications()
+    assert len(dashboard.seen) == 1
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_a_limit_must_be_positive(limit: int) -> None:
+    with pytest.raises(ValueError):
+        DashboardClient("http://127.0.0.1:8265", max_answer_bytes=limit)

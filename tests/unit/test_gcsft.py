@@ -43,6 +43,8 @@ def head(k8s: Any, *, uid: str, ready_for_s: float | None) -> dict[str, Any]:
 
 
 APPLIED = {"appliedConfigHash": "h1", "appliedHeadUid": "old-head"}
+C1_DIGEST = "d0f631ca"
+"""The first 8 hex digits of SHA-256("c1"), the UID of the tests' cluster."""
 
 
 @pytest.mark.parametrize(
@@ -203,7 +205,7 @@ def test_the_planner_adopts_a_recovered_head_instead_of_resubmitting(k8s: Any) -
 def test_only_the_head_gets_redis_and_workers_wait_long_for_it() -> None:
     spec = ServeClusterSpec.model_validate({**SPEC, "gcsFaultTolerance": {**FT, "externalStorageNamespace": "ns1"}})
     head_env = {e["name"]: e for e in rayenv.gcs_env(spec, head=True, uid="c1", generation="abcde")}
-    assert head_env["RAY_external_storage_namespace"]["value"] == "ns1-abcde"
+    assert head_env["RAY_external_storage_namespace"]["value"] == f"ns1-{C1_DIGEST}-abcde"
     assert set(head_env) == {"RAY_REDIS_ADDRESS", "RAY_external_storage_namespace", rayenv.REDIS_PASSWORD_ENV}
     assert rayenv.gcs_env(spec, head=False, uid="c1", generation="abcde") == [
         {"name": "RAY_gcs_rpc_server_reconnect_timeout_s", "value": str(rayenv.WORKER_GCS_RECONNECT_S)}
@@ -215,9 +217,10 @@ def test_only_the_head_gets_redis_and_workers_wait_long_for_it() -> None:
     ("ft", "generation", "expected"),
     [
         ({}, "abcde", "c1-abcde"),  # the ServeCluster's UID, then the generation
-        ({"externalStorageNamespace": "ns1"}, "abcde", "ns1-abcde"),
+        # An explicit namespace is a prefix: the UID's hash follows, so it is this cluster's alone.
+        ({"externalStorageNamespace": "ns1"}, "abcde", f"ns1-{C1_DIGEST}-abcde"),
         ({}, "", "c1"),  # the cluster's own namespace: the legacy generation's, and the clean-up's
-        ({"externalStorageNamespace": "ns1"}, "", "ns1"),
+        ({"externalStorageNamespace": "ns1"}, "", f"ns1-{C1_DIGEST}"),
     ],
 )
 def test_the_storage_namespace_is_the_clusters_then_the_generations(
@@ -270,3 +273,60 @@ def test_the_cleanup_target_comes_from_the_heads_environment(env: dict[str, str]
 def test_the_cleanup_refuses_an_incomplete_environment(env: dict[str, str]) -> None:
     with pytest.raises(runtime_args.ArgsError):
         redis_cleanup.target(env)
+
+
+# --- tenants apart in a shared Redis ----------------------------------------------------------------------------
+
+
+def test_the_uid_digest_is_sha256s_first_8_hex_digits() -> None:
+    assert rayenv.uid_digest("c1") == C1_DIGEST
+    assert len(rayenv.uid_digest("2f0c1d3e-aaaa-bbbb-cccc-0123456789ab")) == rayenv.UID_DIGEST_LEN
+
+
+def namesakes() -> tuple[dict[str, Any], ServeClusterSpec]:
+    """What `serveplane convert` makes of KubeRay's annotation: the same explicit namespace for every namesake."""
+    raw = {**SPEC, "gcsFaultTolerance": {**FT, "externalStorageNamespace": "shared"}}
+    return raw, ServeClusterSpec.model_validate(raw)
+
+
+def test_namesakes_in_two_namespaces_with_one_explicit_namespace_never_share_keys() -> None:
+    """Two ServeClusters `demo` in team-a and team-b, both `externalStorageNamespace: shared` (same spec, same image):
+    their generations, their heads' storage namespaces and what their deletion cleans are all apart."""
+    _, spec = namesakes()
+    clusters = {"team-a": "uid-a", "team-b": "uid-b"}
+    gens = {ns: pods.generation_name(cluster="demo", namespace=ns, uid=uid, spec=spec, image="i")
+            for ns, uid in clusters.items()}
+    heads = {ns: pods.ray_pods(cluster="demo", namespace=ns, uid=uid, spec=spec, image="i", generation=gens[ns])[0]
+             for ns, uid in clusters.items()}
+    used = {ns: storage_namespace_of(head) for ns, head in heads.items()}
+    assert used["team-a"] != used["team-b"]
+    for ns, uid in clusters.items():
+        assert used[ns] == f"shared-{rayenv.uid_digest(uid)}-{gens[ns]}"
+        assert used[ns] in gcsft.namespaces_in_use(spec, uid, {gens[ns]})
+    # Ray's clean-up deletes `RAY<namespace>@*` of each namespace named: neither names the other's.
+    in_use_a = gcsft.namespaces_in_use(spec, "uid-a", {gens["team-a"], ""})
+    in_use_b = gcsft.namespaces_in_use(spec, "uid-b", {gens["team-b"], ""})
+    assert not in_use_a & in_use_b
+    assert "shared" not in in_use_a | in_use_b, "the bare explicit namespace is nobody's"
+
+
+def test_a_deleted_namesakes_cleanup_names_only_its_own_namespaces(k8s: Any) -> None:
+    raw, spec = namesakes()
+    cluster = k8s.cluster("demo", raw, uid="uid-a", deleting=True, finalizers=[gcsft.REDIS_FINALIZER])
+    (create,) = gcsft.redis_cleanup(cluster, (), "img")
+    assert isinstance(create, CreatePod)
+    cleaned = cleanup.cleaned_namespaces(create.pod)
+    assert cleaned and all(ns.startswith(f"shared-{rayenv.uid_digest('uid-a')}") for ns in cleaned)
+    other = gcsft.namespaces_in_use(spec, "uid-b", {pods.generation_name(
+        cluster="demo", namespace=k8s.namespace, uid="uid-b", spec=spec, image="img"), ""})
+    assert not cleaned & other
+
+
+def test_the_uid_is_in_the_generation_name_with_or_without_an_explicit_namespace() -> None:
+    """The storage namespace is in the head's spec, so in the generation's hash: a UID's namespace is never reused
+    by another UID's generation, and a cluster's own generation name does not depend on anything but its spec."""
+    for raw in (SPEC, namesakes()[0]):
+        spec = ServeClusterSpec.model_validate(raw)
+        one, again, other = (pods.generation_name(cluster="demo", namespace="ns", uid=uid, spec=spec, image="i")
+                             for uid in ("uid-a", "uid-a", "uid-b"))
+        assert one == again and one != other

@@ -783,3 +783,23 @@ def test_no_ingress_when_disabled_or_nothing_is_routed():
     disabled = spec(ingress={"enabled": False, "host": "h"})
     assert network.ingress(cluster="demo", namespace=NS, uid=UID, spec=disabled, routes=["/a"]) is None
     assert build_ingress([]) is None
+
+
+# --- issue 20: a GCS storage namespace of the cluster's own ----------------------------------------------------
+
+
+def test_an_explicit_storage_namespace_is_a_prefix_of_the_clusters_own_in_its_head_pod():
+    from serveplane.operator.manifests import rayenv
+
+    ft = {"redisAddress": "redis.shared:6379", "externalStorageNamespace": "from-kuberay",
+          "redisPassword": {"secretKeyRef": {"name": "redis", "key": "password"}}}
+    s = spec(gcsFaultTolerance=ft)
+    head, *_ = build_pods(s)
+    env = {e["name"]: e for e in ray_container(head)["env"]}
+    digest = rayenv.uid_digest(UID)
+    assert env["RAY_external_storage_namespace"]["value"] == f"from-kuberay-{digest}-{GEN}"
+    assert env[rayenv.REDIS_PASSWORD_ENV] == {
+        "name": rayenv.REDIS_PASSWORD_ENV, "valueFrom": {"secretKeyRef": {"name": "redis", "key": "password"}},
+    }
+    # Another UID, same name, namespace and spec: another generation, another storage namespace.
+    assert generation_of(s, uid="another-uid") != generation_of(s)

@@ -16,10 +16,12 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
-from serveplane.runtime.agent import AgentServer, AgentSettings, Checker, create_app
+from serveplane.runtime import entrypoint
+from serveplane.runtime.agent import AgentServer, AgentSettings, Checker, create_app, is_loopback, refusal
 from serveplane.runtime.drain import Drainer, DrainSettings
 from serveplane.runtime.entrypoint import auth_token
 from serveplane.runtime.metrics import AgentMetrics
@@ -233,3 +235,189 @@ def test_the_dashboard_check_sends_rays_auth_token(sent: str | None, up: bool) -
 )
 def test_the_agent_uses_the_token_only_under_token_auth(environ: dict[str, str], token: str | None) -> None:
     assert auth_token(environ) == token
+
+
+# --- /drain needs the cluster's token or the pod itself ------------------------------------------------------------
+
+TOKEN = "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.0.0.53", True), ("::1", True), ("::ffff:127.0.0.1", True),
+     ("10.0.0.7", False), ("fd00::5", False), ("0.0.0.0", False), ("localhost", False), ("", False), (None, False)],
+)
+def test_loopback_is_an_address_of_the_pod_itself(host: str | None, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("peer", "authorization", "token", "expected"),
+    [
+        ("127.0.0.1", None, TOKEN, None),  # the preStop hook, from the pod itself
+        ("127.0.0.1", None, None, None),  # ... with token authentication disabled too
+        ("10.0.0.7", f"Bearer {TOKEN}", TOKEN, None),
+        ("10.0.0.7", f"bearer {TOKEN}", TOKEN, None),  # the scheme is case-insensitive (RFC 7235)
+        ("10.0.0.7", None, TOKEN, 401),
+        ("10.0.0.7", "Bearer ", TOKEN, 401),
+        ("10.0.0.7", f"Basic {TOKEN}", TOKEN, 401),
+        ("10.0.0.7", "Bearer another-token", TOKEN, 403),
+        ("10.0.0.7", f"Bearer {TOKEN}x", TOKEN, 403),
+        ("10.0.0.7", f"Bearer {TOKEN}", None, 403),  # auth disabled: only the pod itself
+        ("10.0.0.7", None, None, 403),
+        (None, f"Bearer {TOKEN}", TOKEN, None),
+        (None, None, TOKEN, 401),
+    ],
+)
+def test_who_may_drain(peer: str | None, authorization: str | None, token: str | None, expected: int | None) -> None:
+    refused = refusal(peer, authorization, token)
+    assert (refused[0] if refused else None) == expected
+
+
+def drain_app(token: str | None, state: NodeState) -> Any:
+    return create_app(
+        settings=AgentSettings(http_port=free_port(), dashboard_port=free_port(), node_ip="10.0.0.5",
+                               auth_token=token),
+        state=state,
+        drainer=Drainer(settings=DrainSettings(http_port=free_port(), timeout_s=2.0, min_wait_s=0.2), state=state),
+        metrics=AgentMetrics(role="worker", node_ip="10.0.0.5", cluster="c1"),
+    )
+
+
+async def call(app: Any, path: str, *, client: tuple[str, int], headers: dict[str, str] | None = None,
+               method: str = "POST") -> tuple[int, dict[str, Any]]:
+    """One request straight through the ASGI app, from a peer address of the test's choosing (what uvicorn puts in
+    the scope's `client`): a neighbour pod, the kubelet, or the pod itself."""
+    sent: list[dict[str, Any]] = []
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
+        "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
+        "client": client, "server": ("10.0.0.5", 8471),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], json.loads(body)
+
+
+NEIGHBOUR = ("10.0.0.9", 40000)
+
+
+async def test_a_neighbour_without_the_token_cannot_drain_and_the_node_stays_ready() -> None:
+    state = NodeState(is_head=False, startup_grace_s=120.0)
+    app = drain_app(TOKEN, state)
+    for method in ("GET", "POST"):
+        assert await call(app, "/drain", client=NEIGHBOUR, method=method) == (
+            401, {"ok": False, "reason": "the cluster's token is needed (Authorization: Bearer <token>)"})
+    code, answer = await call(app, "/drain", client=NEIGHBOUR, headers={"Authorization": "Bearer guess"})
+    assert (code, answer["reason"]) == (403, "not the cluster's token")
+    # X-Forwarded-For is no way in: the app sees the TCP peer uvicorn gives it.
+    code, _ = await call(app, "/drain", client=NEIGHBOUR, headers={"X-Forwarded-For": "127.0.0.1"})
+    assert code == 401
+    assert state.info().draining_since is None, "a refused drain must not start draining"
+
+
+async def test_the_token_or_the_pod_itself_drains() -> None:
+    with_token = NodeState(is_head=False, startup_grace_s=120.0)
+    code, answer = await call(drain_app(TOKEN, with_token), "/drain", client=NEIGHBOUR,
+                              headers={"Authorization": f"Bearer {TOKEN}"})
+    assert code == 200 and answer["drained"] is True
+    assert with_token.info().draining_since is not None
+    itself = NodeState(is_head=False, startup_grace_s=120.0)
+    code, answer = await call(drain_app(TOKEN, itself), "/drain", client=("127.0.0.1", 50000))
+    assert code == 200 and answer["drained"] is True
+
+
+async def test_with_auth_disabled_only_the_pod_itself_drains() -> None:
+    state = NodeState(is_head=False, startup_grace_s=120.0)
+    app = drain_app(None, state)
+    code, answer = await call(app, "/drain", client=NEIGHBOUR, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert code == 403 and "only the pod itself" in answer["reason"]
+    assert state.info().draining_since is None
+    code, answer = await call(app, "/drain", client=("127.0.0.1", 50000))
+    assert code == 200 and answer["drained"] is True
+
+
+async def test_the_probes_and_metrics_still_answer_anyone() -> None:
+    state = NodeState(is_head=False, startup_grace_s=120.0)
+    app = drain_app(TOKEN, state)
+    code, answer = await call(app, "/livez", client=NEIGHBOUR, method="GET")
+    assert code == 200 and answer["ok"] is True
+
+
+def test_the_agent_ignores_x_forwarded_for_over_real_http(agent: Agent) -> None:
+    """With uvicorn's proxy headers on, a loopback peer's X-Forwarded-For would be believed; off, the peer is the
+    peer. A token-less agent reached over loopback drains whatever the header claims."""
+    request = urllib.request.Request(agent.url + "/drain", method="POST", data=b"",
+                                     headers={"X-Forwarded-For": "10.9.9.9"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200 and json.loads(response.read())["drained"] is True
+
+
+def test_the_drain_command_drains_over_loopback(agent: Agent) -> None:
+    """`python -m serveplane.runtime drain --agent-port=P`, the preStop hook's command, from inside the pod."""
+    port = int(agent.url.rsplit(":", 1)[1])
+    assert entrypoint.main(["drain", f"--agent-port={port}", "--timeout=10"]) == entrypoint.EXIT_OK
+    assert agent.state.info().draining_since is not None
+    code, answer = get(agent.url + "/readyz")
+    assert code == 503 and isinstance(answer, dict) and answer["draining"] is True
+
+
+def test_the_drain_command_sends_the_token_and_fails_without_an_agent() -> None:
+    status, text = entrypoint.request_drain(free_port(), TOKEN, 2.0)
+    assert status == 0 and text
+    assert entrypoint.drain_main([f"--agent-port={free_port()}", "--timeout=2"], {}) == entrypoint.EXIT_RAY_DIED
+    assert entrypoint.drain_main(["--agent-port=1", "--timeout=0"], {}) == entrypoint.EXIT_USAGE
+
+
+def test_the_drain_command_sends_the_token_under_token_auth() -> None:
+    seen: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            seen.append(self.headers.get("Authorization"))
+            payload = b'{"drained": true}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        environ = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}
+        assert entrypoint.drain_main([f"--agent-port={port}"], environ) == entrypoint.EXIT_OK
+        assert entrypoint.drain_main([f"--agent-port={port}"], {}) == entrypoint.EXIT_OK
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == [f"Bearer {TOKEN}", None]
+
+
+def test_a_stop_without_a_prestop_drain_drains_first(agent: Agent) -> None:
+    """A SIGTERM no drain came before (a refused or failed hook, an older pod's hook) drains through the agent on
+    loopback first; one after the preStop drain does not drain again."""
+    from serveplane.runtime import args as cli
+
+    port = int(agent.url.rsplit(":", 1)[1])
+    argv = ["worker", f"--agent-port={port}", "--http-port=8000", "--metrics-port=8080", "--address=h:6379",
+            "--drain-timeout=2"]
+    runtime = entrypoint.Runtime(cli.parse(argv, {}), "/tmp/ray-unused", {"POD_IP": "127.0.0.1"})
+    runtime.state.start_draining()  # the preStop hook drained this node already
+    runtime.drain_first()
+    assert agent.state.info().draining_since is None, "no second drain"
+    fresh = entrypoint.Runtime(cli.parse(argv, {}), "/tmp/ray-unused", {"POD_IP": "127.0.0.1"})
+    fresh.drain_first()
+    assert agent.state.info().draining_since is not None

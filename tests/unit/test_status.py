@@ -1,6 +1,7 @@
 """Statuses and conditions of the three kinds, lastTransitionTime bookkeeping, and the status patch."""
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -525,3 +526,85 @@ def test_status_patch_removes_a_finished_upgrade():
     new = {"activeGeneration": "bbbbb", "upgrade": None, "generations": [{"name": "bbbbb", "role": "Active"}]}
     assert status_patch(ServeClusterStatus, old, new, NOW) == new
     assert status_patch(ServeClusterStatus, old, {k: v for k, v in new.items() if k != "upgrade"}, NOW) == new
+
+
+# --- bounds on Serve's text --------------------------------------------------------------------------------------
+
+MEGABYTE_TRACEBACK = (
+    "Traceback (most recent call last):\n  File \"/app/model.py\", line 1, in __init__\n"
+    + "x" * 1_000_000
+    + "\nValueError: the model's weights are missing"
+)
+
+
+def test_bounded_keeps_short_text_and_cuts_long_text_to_its_ends():
+    assert status.bounded("plain") == "plain"
+    exact = "y" * status.SERVE_TEXT_LIMIT
+    assert status.bounded(exact) == exact
+    cut = status.bounded(MEGABYTE_TRACEBACK)
+    assert len(cut) <= status.SERVE_TEXT_LIMIT
+    assert cut.startswith("Traceback (most recent call last):")
+    assert cut.endswith("ValueError: the model's weights are missing")
+    assert f"{len(MEGABYTE_TRACEBACK)} characters" in cut
+    assert len(status.bounded(MEGABYTE_TRACEBACK, 10)) <= 10
+
+
+def test_a_megabyte_serve_message_gives_an_application_status_under_the_bound(k8s):
+    failed = {"status": "DEPLOY_FAILED", "message": MEGABYTE_TRACEBACK, "target_num_replicas": 1, "replicas": []}
+    report = serve_report({"hello": serve_app("DEPLOY_FAILED", MEGABYTE_TRACEBACK, Hello=failed)})
+    wire = status.application_status(k8s.app("hello"), COMPOSED, view(report))
+    assert_wire_shape(wire, ServeApplicationStatus, 1)
+    assert len(wire["message"]) <= status.SERVE_TEXT_LIMIT
+    assert wire["message"].endswith("ValueError: the model's weights are missing")
+    assert len(wire["deployments"]["Hello"]["message"]) <= status.DEPLOYMENT_TEXT_LIMIT
+    for c in wire["conditions"]:
+        assert len(c["message"]) <= status.MESSAGE_LIMIT + 50
+    # The condition keeps what it said before: the traceback's last line.
+    assert cond(wire, "Degraded")["message"] == (
+        "Serve reports DEPLOY_FAILED: ValueError: the model's weights are missing (full traceback in status.message)"
+    )
+    assert len(json.dumps(wire)) < status.SERVE_TEXT_LIMIT + status.DEPLOYMENT_TEXT_LIMIT + 5000
+
+
+def test_a_megabyte_serve_message_gives_a_deployment_status_under_the_bound(k8s):
+    app = serve_app(Hello={"status": "UNHEALTHY", "message": "z" * 1_000_000, "target_num_replicas": 2,
+                           "replicas": []})
+    wire = status.deployment_status(sdep_of(k8s), Verdict(True, "Composed", ""), app_report(app))
+    assert_wire_shape(wire, ServeDeploymentStatus, 4)
+    assert summary(wire)["Degraded"] == ("True", "Unhealthy")
+    assert len(wire["message"]) <= status.SERVE_TEXT_LIMIT
+    assert len(json.dumps(wire)) < status.SERVE_TEXT_LIMIT + 5000
+
+
+def test_a_megabyte_refusal_or_dashboard_error_gives_a_cluster_status_under_the_bound(k8s):
+    huge = "invalid import path " + "q" * 1_000_000
+    rejected = status.cluster_status(view(serve_report(), rejected=huge), composition(),
+                                     {"appliedConfigHash": "older", "appliedHeadUid": "u"})
+    assert summary(rejected)["Degraded"] == ("True", "ConfigRejected")
+    assert cond(rejected, "Degraded")["message"].startswith("Serve refused the config: invalid import path")
+    assert len(cond(rejected, "Degraded")["message"]) == status.MESSAGE_LIMIT
+    silent = status.cluster_status(view(None, serve_error=huge), composition(), {})
+    assert summary(silent)["Ready"] == ("False", "DashboardUnavailable")
+    assert len(cond(silent, "Ready")["message"]) == status.MESSAGE_LIMIT
+    app = status.application_status(k8s.app("hello"), COMPOSED, view(None, serve_error=huge))
+    assert summary(app)["Ready"] == ("False", "ClusterUnavailable")
+    assert len(cond(app, "Ready")["message"]) == status.MESSAGE_LIMIT
+    for wire in (rejected, silent, app):
+        assert len(json.dumps(wire)) < 10_000
+
+
+def test_a_megabyte_upgrade_failure_is_bounded_in_the_whole_status(k8s):
+    comp = composition([k8s.app("hello")])
+    failure = "application hello failed to deploy on the new generation: " + MEGABYTE_TRACEBACK
+    upgrade = {"generation": "bbbbb", "strategy": "Incremental", "startedAt": "2024-05-01T10:00:00Z",
+               "step": "Failed: traffic stays on the active generation", "failure": failure}
+    parts = status.ClusterParts(generations={"activeGeneration": "aaaaa", "upgrade": upgrade}, worker_groups=[],
+                                autoscaler=None, redis_namespaces=[],
+                                upgrade_step="Failed: traffic stays on the active generation", upgrade_failure=failure)
+    wire = status.whole_cluster_status(view(serve_report(healthy=3)), comp, {}, parts)
+    assert len(wire["upgrade"]["failure"]) <= status.SERVE_TEXT_LIMIT
+    assert wire["upgrade"]["failure"].startswith("application hello failed to deploy")
+    assert upgrade["failure"] == failure, "the parts are not changed"
+    assert len(cond(wire, "Degraded")["message"]) == status.MESSAGE_LIMIT
+    ServeClusterStatus.model_validate(wire)
+    assert len(json.dumps(wire)) < status.SERVE_TEXT_LIMIT + 5000
