@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..api.cluster import RAY_CONTAINER, HeadSpec, ServeClusterSpec, WorkerGroupSpec
+from ..api.cluster import RAY_CONTAINER, EnvVar, HeadSpec, ServeClusterSpec, WorkerGroupSpec
 from . import autoscaler, common, podtemplate, rayenv, rayresources
 
 _PORTS = [
@@ -36,8 +36,9 @@ SECURITY_CONTEXT: dict[str, Any] = {
 
 
 def _env(
-    extra: list[dict[str, Any]], cluster: str, spec: ServeClusterSpec, *, node_type: str, uid: str, generation: str
+    given: list[EnvVar], cluster: str, spec: ServeClusterSpec, *, node_type: str, uid: str, generation: str
 ) -> list[dict[str, Any]]:
+    extra = [e.to_wire() for e in given]
     head = node_type == autoscaler.HEAD_NODE_TYPE
     downward: list[dict[str, Any]] = [
         {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
@@ -76,6 +77,10 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
+DRAIN_COMMAND = ["python", "-m", "serveplane.runtime", "drain", f"--agent-port={common.AGENT_PORT}"]
+"""The preStop hook: drain the pod's proxy and Serve through the node agent, and wait until it is done."""
+
+
 def _pod(
     *,
     name: str,
@@ -105,7 +110,9 @@ def _pod(
         "readinessProbe": _probe("/readyz", 5, 3),
         # Generous: Ray takes tens of seconds to start on small machines; the agent answers /livez at once.
         "livenessProbe": _probe("/livez", 10, 6),
-        "lifecycle": {"preStop": {"httpGet": {"path": "/drain", "port": common.AGENT_PORT}}},
+        # An exec hook: it runs in the pod, so the agent sees the drain come from the pod itself (loopback), which
+        # is all it lets drain without the cluster's token; an httpGet hook would come from the node.
+        "lifecycle": {"preStop": {"exec": {"command": DRAIN_COMMAND}}},
         "securityContext": SECURITY_CONTEXT,
     }
     if node.resources:

@@ -161,7 +161,8 @@ def test_probes_and_drain_use_the_agent_port():
         c = container(pod)
         assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": common.AGENT_PORT}
         assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": common.AGENT_PORT}
-        assert c["lifecycle"]["preStop"] == {"httpGet": {"path": "/drain", "port": common.AGENT_PORT}}
+        assert c["lifecycle"]["preStop"] == {"exec": {"command": [
+            "python", "-m", "serveplane.runtime", "drain", f"--agent-port={common.AGENT_PORT}"]}}
         # Liveness must be more patient than readiness: a slow Ray start is not a dead pod.
         live, ready = c["livenessProbe"], c["readinessProbe"]
         assert live["periodSeconds"] * live["failureThreshold"] > ready["periodSeconds"] * ready["failureThreshold"]

@@ -47,7 +47,8 @@ def test_pod_builder_args_parse() -> None:
         assert parsed.agent_port == container["readinessProbe"]["httpGet"]["port"]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
-        assert container["lifecycle"]["preStop"]["httpGet"]["path"] == "/drain"
+        drain = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert drain[-2:] == ["drain", f"--agent-port={parsed.agent_port}"], "the hook drains through the pod's agent"
         # Our worst-case shutdown (drain + Ray's node drain + stop grace) must fit the pod's grace period.
         budget = parsed.drain_timeout_s + cli.ray_drain_timeout({}, is_head=parsed.is_head) + parsed.stop_grace_s
         assert budget < pod["spec"]["terminationGracePeriodSeconds"]
