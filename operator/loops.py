@@ -15,14 +15,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
 from . import metrics
+from .api.kinds import CLUSTERS
 from .cache import Key, Store
 from .clients.dashboards import DashboardPool
 from .executor import ClusterMemory, Executor
 from .observe import observe
 from .planner import plan_round
 from .settings import Settings
+from .stages import nocluster
 from .stages.context import Settings as RoundSettings
 
 log = logging.getLogger(__name__)
@@ -115,10 +118,11 @@ class ClusterLoops:
                 try:
                     busy, done, submitted = await self._round(key, memory)
                     failures = 0
-                except Exception:  # one bad round must not end the loop; the next one starts afresh
+                except Exception as error:  # one bad round must not end the loop; the next one starts afresh
                     failures += 1
                     log.exception("reconcile of ServeCluster %s/%s failed (%d in a row)", namespace, name, failures)
                     busy, done, submitted = True, False, False
+                    await self._report_failure(key, error, memory)
                 if submitted:
                     continue  # see at once what Serve made of the new config
                 if done:
@@ -135,6 +139,17 @@ class ClusterLoops:
             if self._wakers.get(key) is waker:
                 del self._wakers[key]
                 del self._tasks[key]
+
+    async def _report_failure(self, key: Key, error: Exception, memory: ClusterMemory) -> None:
+        """Say on the ServeCluster that its round failed (a Degraded condition, ReconcileError), through the
+        executor's client and only where that changes its status; a failure to say so is only logged."""
+        cluster = self.store.get(CLUSTERS, *key)
+        if cluster is None or not self.may_act():
+            return
+        try:
+            await self.executor.run(key, nocluster.round_failed(cluster, error, datetime.now(UTC)), memory)
+        except Exception:  # the API server may be what failed; the loop's next round tries again
+            log.warning("could not write the failure of ServeCluster %s/%s to its status", *key, exc_info=True)
 
     async def stop(self) -> None:
         """Stop reconciling (at shutdown, or when the lease is lost); `leading()` starts every loop again."""

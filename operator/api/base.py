@@ -26,6 +26,18 @@ def rules(*pairs: tuple[str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": [{"rule": rule, "message": message} for rule, message in pairs]}
 
 
+def rules_on_create(*pairs: tuple[str, str]) -> dict[str, Any]:
+    """CEL rules checked only when the object is created, as (rule, message) pairs: for what cannot change later
+    (metadata.name), so an object made before a rule existed can still be updated, its status written and its
+    finalizers removed (`optionalOldSelf`: oldSelf has no value on a create)."""
+    return {
+        "x-kubernetes-validations": [
+            {"rule": f"oldSelf.hasValue() || ({rule})", "message": message, "optionalOldSelf": True}
+            for rule, message in pairs
+        ]
+    }
+
+
 class ApiModel(BaseModel):
     """Base of every API model: camelCase on the wire, snake_case in Python, unknown fields rejected."""
 

@@ -12,21 +12,49 @@ from .base import FREE_FORM, ApiModel, Condition, StatusModel, conditions_field,
 from .serveoptions import LoggingConfig, TracingConfig
 
 RESOURCES_FIELD_DOC = "Container resources (requests and limits) of each pod of this kind, as in a Pod spec."
+# apimachinery caps a quantity at the largest int64; the Pod would not get what was written (api/quantity.py).
+QUANTITY_RULE = (
+    "type(self) == string ? isQuantity(self) && !quantity(self).isLessThan(quantity('0')) && "
+    f"quantity(self).isLessThan(quantity('{quantity.LIMIT}')) : self >= 0"
+)
+QUANTITY_MESSAGE = "a Kubernetes quantity from 0 to below 2^63-1 (e.g. 500m, 2, 4Gi, 1e9)"
+# Bounds that keep the API server's cost estimate of the rules below within its budget.
+MAX_QUANTITY_LENGTH = 64
+MAX_RESOURCES = 32
+MAX_WORKER_GROUPS = 64
 RESOURCES_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         key: {
             "type": "object",
             "description": f"Resource {key}, e.g. cpu: 2, memory: 4Gi.",
-            "additionalProperties": {"x-kubernetes-int-or-string": True},
+            "maxProperties": MAX_RESOURCES,
+            "additionalProperties": {
+                "x-kubernetes-int-or-string": True,
+                "maxLength": MAX_QUANTITY_LENGTH,
+                **rules((QUANTITY_RULE, QUANTITY_MESSAGE)),
+            },
         }
         for key in ("requests", "limits")
     },
 }
-ENV_SCHEMA: dict[str, Any] = {
-    "type": "array",
-    "items": {"type": "object", "required": ["name"], "x-kubernetes-preserve-unknown-fields": True},
-}
+
+# Every Service a ServeCluster owns is named after it (manifests/common.py), and a Service's name is a DNS-1035
+# label of at most 63 characters; the longest, `<name>-<generation>-head`, adds 11 to the name.
+NAME_MAX_LENGTH = 52
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+NAME_RULES = (
+    (
+        f"self.metadata.name.size() <= {NAME_MAX_LENGTH}",
+        f"metadata.name: at most {NAME_MAX_LENGTH} characters, so that the Services named after the cluster "
+        "(<name>-<generation>-head adds 11) stay within the 63 of a Service name",
+    ),
+    (
+        f"self.metadata.name.matches('{NAME_PATTERN}')",
+        "metadata.name: lowercase letters, digits and dashes, starting with a letter and ending with a letter or "
+        "digit (no dots): the Services named after the cluster need a DNS-1035 label",
+    ),
+)
 
 
 def _resources_field() -> Any:
@@ -42,23 +70,37 @@ def _ray_start_params_field() -> Any:
     )
 
 
-def _env_field() -> Any:
-    return Field(
-        default_factory=list,
-        description="Environment variables of the Ray container, as in a Pod spec.",
-        json_schema_extra=ENV_SCHEMA,
+class EnvVar(ApiModel):
+    """An environment variable of the Ray container, as in a Pod spec (a Pod's EnvVar)."""
+
+    name: str = Field(min_length=1, description="Name of the variable.")
+    value: str | None = Field(default=None, description="Its value; $(VAR) refers to another variable.")
+    value_from: dict[str, Any] | None = Field(
+        default=None,
+        description="Where the value comes from instead (secretKeyRef, configMapKeyRef, fieldRef, ...), as in a "
+        "Pod spec.",
+        json_schema_extra=FREE_FORM,
     )
 
 
+def _env_field() -> Any:
+    return Field(default_factory=list, description="Environment variables of the Ray container, as in a Pod spec.")
+
+
 def _check_quantities(resources: Any) -> Any:
-    """Refuse a quantity Kubernetes would refuse in the Pod, so the spec is reported invalid instead."""
+    """Refuse a quantity Kubernetes would refuse (or cap) in the Pod, so the spec is reported invalid instead."""
     for section in ("requests", "limits"):
         values = (resources or {}).get(section) if isinstance(resources, dict) else resources
         if not isinstance(values, dict | None):
             raise ValueError(f"resources and resources.{section} must be maps")
+        if len(values or {}) > MAX_RESOURCES:
+            raise ValueError(f"{section}: at most {MAX_RESOURCES} resources")
         for name, value in (values or {}).items():
+            if isinstance(value, str) and len(value) > MAX_QUANTITY_LENGTH:
+                raise ValueError(f"{section}.{name}: at most {MAX_QUANTITY_LENGTH} characters")
             try:
-                quantity.parse(value)
+                if quantity.parse(value) < 0:
+                    raise ValueError(f"{quantity.shown(value)} is negative: {QUANTITY_MESSAGE}")
             except ValueError as error:
                 raise ValueError(f"{section}.{name}: {error}") from None
     return resources
@@ -97,21 +139,34 @@ class PodTemplate(ApiModel):
     @field_validator("spec")
     @classmethod
     def _mergeable(cls, spec: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Lists merged entry by entry hold objects, and the Ray container's resources are quantities (they imply
-        `ray start` flags): checked here so that a bad template is reported, not fed to the pod builder."""
+        """Lists merged entry by entry hold objects keyed by a string, and the Ray container's resources are
+        quantities (they imply `ray start` flags): checked here so that a bad template is reported, not fed to the
+        pod builder."""
         for field in POD_SPEC_NAMED_LISTS:
-            _objects((spec or {}).get(field, []), field)
+            _keyed((spec or {}).get(field, []), field, "name", required=True)
         for container in (spec or {}).get("containers", []):
             if container.get("name") == RAY_CONTAINER:
-                for field in RAY_CONTAINER_KEYED_LISTS:
-                    _objects(container.get(field, []), f"containers[{RAY_CONTAINER}].{field}")
-                _check_quantities(container.get("resources"))
+                for field, key in RAY_CONTAINER_KEYED_LISTS.items():
+                    where = f"containers[{RAY_CONTAINER}].{field}"
+                    _keyed(container.get(field, []), where, key, required=field not in _OPTIONAL_KEYS)
+                try:
+                    _check_quantities(container.get("resources"))
+                except ValueError as error:
+                    raise ValueError(f"containers[{RAY_CONTAINER}].resources: {error}") from None
         return spec
 
 
-def _objects(value: Any, where: str) -> None:
+# A container port's name is optional in a Pod; the other keys the merge goes by are required there.
+_OPTIONAL_KEYS = frozenset({"ports"})
+
+
+def _keyed(value: Any, where: str, key: str, *, required: bool) -> None:
+    """`value` is a list of objects whose `key` is a non-empty string (or absent, where not required)."""
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         raise ValueError(f"{where} must be a list of objects")
+    for index, item in enumerate(value):
+        if (required or key in item) and not (isinstance(item.get(key), str) and item[key]):
+            raise ValueError(f"{where}[{index}].{key} must be a non-empty string")
 
 
 def _pod_template_field(pods: str) -> Any:
@@ -121,7 +176,7 @@ def _pod_template_field(pods: str) -> Any:
 class HeadSpec(ApiModel):
     resources: dict[str, Any] | None = _resources_field()
     ray_start_params: dict[str, str] = _ray_start_params_field()
-    env: list[dict[str, Any]] = _env_field()
+    env: list[EnvVar] = _env_field()
     pod_template: PodTemplate | None = _pod_template_field("the head pod")
 
     _quantities = field_validator("resources")(_check_quantities)
@@ -163,7 +218,7 @@ class WorkerGroupSpec(ApiModel):
     )
     resources: dict[str, Any] | None = _resources_field()
     ray_start_params: dict[str, str] = _ray_start_params_field()
-    env: list[dict[str, Any]] = _env_field()
+    env: list[EnvVar] = _env_field()
     pod_template: PodTemplate | None = _pod_template_field("every pod of this group")
 
     _quantities = field_validator("resources")(_check_quantities)
@@ -254,16 +309,29 @@ class ProxyLocation(str, Enum):
     HEAD_ONLY = "HeadOnly"
 
 
+DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT = 8000, 9000
+
+
 class ServeOptions(ApiModel):
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": rules(
+            (
+                f"(has(self.httpPort) ? self.httpPort : {DEFAULT_HTTP_PORT}) != "
+                f"(has(self.grpcPort) ? self.grpcPort : {DEFAULT_GRPC_PORT})",
+                "httpPort and grpcPort must differ: the serve Service has one port of each",
+            ),
+        )
+    }
+
     http_port: int = Field(
-        default=8000,
+        default=DEFAULT_HTTP_PORT,
         ge=1,
         le=65535,
         description="Port of the Serve proxies' HTTP server on every Ray pod. Fixed once Serve runs.",
         json_schema_extra=rules(("self == oldSelf", "httpPort cannot change once the cluster exists")),
     )
     grpc_port: int = Field(
-        default=9000,
+        default=DEFAULT_GRPC_PORT,
         ge=1,
         le=65535,
         description="Port of the Serve proxies' gRPC server on every Ray pod. Fixed once Serve runs.",
@@ -302,6 +370,14 @@ class ServeOptions(ApiModel):
         description="Environment variables of Serve's controller actor (its runtime_env.env_vars, the only part "
         "of it Serve allows).",
     )
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> ServeOptions:
+        if self.http_port == self.grpc_port:
+            raise ValueError(
+                f"httpPort and grpcPort must differ (both are {self.http_port}): the serve Service has one port of each"
+            )
+        return self
 
 
 class ServiceType(str, Enum):
@@ -377,6 +453,7 @@ class ServeClusterSpec(ApiModel):
     )
     worker_groups: list[WorkerGroupSpec] = Field(
         default_factory=list,
+        max_length=MAX_WORKER_GROUPS,
         description="Groups of worker pods, one pod per Ray node.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )

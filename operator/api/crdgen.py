@@ -10,13 +10,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .base import GROUP, VERSION
+from .base import GROUP, VERSION, rules_on_create
 from .kinds import CATEGORY, KINDS, Kind
 
 _KEPT = {
     "type", "description", "default", "enum", "pattern", "format", "minimum", "maximum", "exclusiveMinimum",
     "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems", "required", "properties", "items",
-    "additionalProperties", "nullable",
+    "additionalProperties", "nullable", "maxProperties", "minProperties",
 }
 
 
@@ -130,6 +130,7 @@ def crd_for(kind: Kind) -> dict[str, Any]:
                                 "spec": spec_schema,
                                 "status": status_schema,
                             },
+                            **(rules_on_create(*kind.create_rules) if kind.create_rules else {}),
                         }
                     },
                 }

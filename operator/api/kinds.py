@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from .application import ServeApplicationSpec, ServeApplicationStatus
 from .base import GROUP, VERSION
-from .cluster import ServeClusterSpec, ServeClusterStatus
+from .cluster import NAME_RULES, ServeClusterSpec, ServeClusterStatus
 from .deployment import ServeDeploymentSpec, ServeDeploymentStatus
 
 CATEGORY = "serveplane"
@@ -29,6 +29,8 @@ class Kind:
     columns: list[dict[str, Any]]
     scale: dict[str, str] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    create_rules: tuple[tuple[str, str], ...] = ()
+    """CEL rules on the whole object, (rule, message), checked when it is created: what its metadata.name must be."""
 
     @property
     def singular(self) -> str:
@@ -66,6 +68,7 @@ SERVE_CLUSTER = Kind(
         {"name": "Head", "type": "string", "jsonPath": ".status.headPod", "priority": 1},
         AGE,
     ],
+    create_rules=NAME_RULES,
 )
 
 SERVE_APPLICATION = Kind(

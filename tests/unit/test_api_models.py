@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from serveplane.operator import compose
 from serveplane.operator.api.application import ServeApplicationSpec, ServeApplicationStatus
 from serveplane.operator.api.base import API_VERSION, Condition, ConditionStatus
 from serveplane.operator.api.cluster import (
@@ -382,3 +383,66 @@ def test_ports_are_bounded(port):
 def test_proxy_location_is_an_enum():
     with pytest.raises(ValidationError):
         ServeClusterSpec.model_validate({"serve": {"proxyLocation": "Everywhere"}})
+
+
+# --- what the API server admits, the models refuse the same way (issue 20) -------------------------------------
+
+
+@pytest.mark.parametrize("serve", [{"httpPort": 9000, "grpcPort": 9000}, {"grpcPort": 8000}, {"httpPort": 9000}])
+def test_http_and_grpc_ports_must_differ(serve):
+    with pytest.raises(ValidationError) as error:
+        ServeClusterSpec.model_validate({"serve": serve})
+    assert "httpPort and grpcPort must differ" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [({"name": {"a": 1}}, "env.0.name"), ({"name": ""}, "env.0.name"), ({"value": "x"}, "env.0.name"),
+     ({"name": "A", "value": 1}, "env.0.value"), ({"name": "A", "valueFrom": "x"}, "env.0.valueFrom"),
+     ({"name": "A", "valeu": "x"}, "env.0.valeu")],
+)
+def test_env_entries_are_typed(entry, field):
+    with pytest.raises(ValidationError) as error:
+        ServeClusterSpec.model_validate({"head": {"env": [entry]}})
+    assert field in compose.validation_message(error.value)
+
+
+def test_env_entries_go_back_to_the_wire_as_written():
+    env = [{"name": "A", "value": ""}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]
+    spec = ServeClusterSpec.model_validate({"head": {"env": env}})
+    assert spec.to_wire()["head"]["env"] == env
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [({"limits": {"cpu": "-500m"}}, "limits.cpu: '-500m' is negative"),
+     ({"requests": {"memory": "1e1000000"}}, "requests.memory: '1e1000000' is out of range"),
+     ({"limits": {"cpu": "1" * 65}}, "limits.cpu: at most 64 characters"),
+     ({"limits": {f"r{i}": 1 for i in range(33)}}, "limits: at most 32 resources")],
+)
+def test_quantities_out_of_range_are_refused(resources, message):
+    with pytest.raises(ValidationError) as error:
+        ServeClusterSpec.model_validate({"workerGroups": [{"name": "g", "resources": resources}]})
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("template_spec", "message"),
+    [({"volumes": [{"name": ["x"]}]}, "volumes[0].name must be a non-empty string"),
+     ({"volumes": [{"emptyDir": {}}]}, "volumes[0].name must be a non-empty string"),
+     ({"containers": [{"name": {"n": 1}}]}, "containers[0].name must be a non-empty string"),
+     ({"containers": [{"name": "ray", "env": [{"name": ["A"]}]}]}, "containers[ray].env[0].name"),
+     ({"containers": [{"name": "ray", "volumeMounts": [{"name": "v"}]}]}, "containers[ray].volumeMounts[0].mountPath"),
+     ({"containers": [{"name": "ray", "ports": [{"name": 7}]}]}, "containers[ray].ports[0].name"),
+     ({"containers": [{"name": "ray", "resources": {"limits": {"cpu": "1e5000"}}}]},
+      "containers[ray].resources: limits.cpu: '1e5000' is out of range")],
+)
+def test_pod_template_entries_merged_by_a_key_need_that_key_as_a_string(template_spec, message):
+    with pytest.raises(ValidationError) as error:
+        ServeClusterSpec.model_validate({"head": {"podTemplate": {"spec": template_spec}}})
+    assert message in str(error.value)
+
+
+def test_a_ray_container_port_may_have_no_name():
+    spec = {"containers": [{"name": "ray", "ports": [{"containerPort": 7000}]}]}
+    assert ServeClusterSpec.model_validate({"head": {"podTemplate": {"spec": spec}}})

@@ -325,3 +325,45 @@ def test_the_upgrade_strategy_schema_carries_its_choices_defaults_and_bounds():
     assert (strategy["timeoutSeconds"]["default"], strategy["timeoutSeconds"]["minimum"]) == (600, 1)
     delay = strategy["oldGenerationDelaySeconds"]
     assert (delay["default"], delay["minimum"]) == (30, 0)
+
+
+# --- what the API server checks on admission, so an admitted spec is one the operator can act on (issue 20) -----
+
+
+def test_a_servecluster_name_is_checked_at_the_root_on_create_only():
+    rules = root_schema("ServeCluster")["x-kubernetes-validations"]
+    assert [r["optionalOldSelf"] for r in rules] == [True, True]
+    assert all(r["rule"].startswith("oldSelf.hasValue() || (") and "self.metadata.name" in r["rule"] for r in rules)
+    for kind in ("ServeApplication", "ServeDeployment"):
+        assert "x-kubernetes-validations" not in root_schema(kind)
+
+
+def test_resource_quantities_are_checked_and_bounded_for_the_cost_budget():
+    spec = root_schema("ServeCluster")["properties"]["spec"]["properties"]
+    assert spec["workerGroups"]["maxItems"] == 64
+    for node in (spec["head"], spec["workerGroups"]["items"]):
+        for section in ("requests", "limits"):
+            values = node["properties"]["resources"]["properties"][section]
+            assert values["maxProperties"] == 32
+            value = values["additionalProperties"]
+            assert value["x-kubernetes-int-or-string"] is True and value["maxLength"] == 64
+            (rule,) = _rules(value)
+            assert "isQuantity(self)" in rule and "quantity('9223372036854775807')" in rule
+
+
+def test_http_and_grpc_ports_must_differ_with_their_defaults_in_mind():
+    serve = root_schema("ServeCluster")["properties"]["spec"]["properties"]["serve"]
+    (rule,) = _rules(serve)
+    assert rule == "(has(self.httpPort) ? self.httpPort : 8000) != (has(self.grpcPort) ? self.grpcPort : 9000)"
+    assert (serve["properties"]["httpPort"]["default"], serve["properties"]["grpcPort"]["default"]) == (8000, 9000)
+
+
+def test_env_entries_are_typed():
+    spec = root_schema("ServeCluster")["properties"]["spec"]["properties"]
+    for node in (spec["head"], spec["workerGroups"]["items"]):
+        entry = node["properties"]["env"]["items"]
+        assert set(entry["properties"]) == {"name", "value", "valueFrom"}
+        assert entry["required"] == ["name"] and "x-kubernetes-preserve-unknown-fields" not in entry
+        assert (entry["properties"]["name"]["type"], entry["properties"]["name"]["minLength"]) == ("string", 1)
+        assert entry["properties"]["value"]["type"] == "string"
+        assert entry["properties"]["valueFrom"]["x-kubernetes-preserve-unknown-fields"] is True

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from typing import Any, cast
 
+from serveplane.operator import conditions
 from serveplane.operator.api.kinds import CLUSTERS
 from serveplane.operator.cache import Key, Store
 from serveplane.operator.clients.dashboards import DashboardPool
+from serveplane.operator.clients.kube import Kube, KubeError
 from serveplane.operator.election import LeaderElector, LeaseConfig
 from serveplane.operator.executor import ClusterMemory, Executor
 from serveplane.operator.loops import ClusterLoops
@@ -99,3 +102,79 @@ def test_an_elector_holds_only_until_a_standby_could_take_the_lease() -> None:
     assert elector.holding()
     elector.holds_until = time.monotonic() - 0.001  # the last renewal was sent more than 8 s ago
     assert not elector.holding()
+
+
+# --- an exception in a round becomes a status, written once, and the loop keeps its backoff -----------------------
+
+
+class RefusingKube:
+    """An API server that refuses every write but a status patch, with the answer it gives a 57-character
+    ServeCluster's Services (a name admitted before the CRD refused it on create)."""
+
+    ANSWER = ('{"kind":"Status","message":"Service \\"%s-head\\" is invalid: metadata.name: Invalid value: '
+              '\\"%s-head\\": must be no more than 63 characters","reason":"Invalid","code":422}')
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.refused = 0
+        self.status_patches: list[dict[str, Any]] = []
+
+    async def patch_custom_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> Any:
+        self.status_patches.append(status)
+        obj = copy.deepcopy(self.store.get(plural, namespace, name))
+        assert obj is not None
+        obj["status"] = {**(obj.get("status") or {}), **status}
+        return obj
+
+    async def post_event(self, *args: Any) -> None:
+        return None
+
+    def __getattr__(self, method: str) -> Any:
+        async def refuse(*args: Any, **kwargs: Any) -> Any:
+            self.refused += 1
+            name = next(iter(self.store.all(CLUSTERS)))["metadata"]["name"]
+            raise KubeError("POST", f"/api/v1/namespaces/ns/{method}", 422, self.ANSWER % (name, name))
+        return refuse
+
+
+async def test_a_round_that_raises_gives_the_cluster_a_reconcile_error_written_once(k8s: Any) -> None:
+    store = Store()
+    name = "a" * 57
+    store.put(CLUSTERS, k8s.cluster(name, {}, generation=3))
+    kube = RefusingKube(store)
+    dashboards = DashboardPool(1.0)
+    loops = ClusterLoops(store, Executor(cast(Kube, kube), store, dashboards), dashboards,
+                         Settings(poll_fast_s=0.001, poll_slow_s=0.001))
+    loops.synced()
+    loops.leading()
+    loops.wake([(k8s.namespace, name)])
+    for _ in range(500):
+        if kube.refused >= 3:
+            break
+        await asyncio.sleep(0.01)
+    await loops.stop()
+    assert kube.refused >= 3, "the loop goes on after a failed round"
+    assert len(kube.status_patches) == 1, "the same failure is written once, not every retry"
+    status = store.get(CLUSTERS, k8s.namespace, name)["status"]  # type: ignore[index]
+    assert status["observedGeneration"] == 3
+    degraded = conditions.find(status["conditions"], conditions.DEGRADED)
+    assert degraded is not None and (degraded["status"], degraded["reason"]) == ("True", "ReconcileError")
+    assert degraded["message"].startswith("KubeError: POST /api/v1/namespaces/ns/")
+    assert "metadata.name: Invalid value" in degraded["message"], "the API server's answer names the field"
+
+
+async def test_a_failure_is_written_only_on_a_cluster_that_exists_while_the_lease_is_held(k8s: Any) -> None:
+    store = Store()
+    key = (k8s.namespace, "demo")
+    executor = RecordingExecutor()
+    loops = ClusterLoops(store, cast(Executor, executor), DashboardPool(1.0), Settings())
+    await loops._report_failure(key, RuntimeError("boom"), ClusterMemory())
+    assert executor.runs == [], "no ServeCluster: nothing to write on"
+    store.put(CLUSTERS, k8s.cluster("demo"))
+    loops.may_act = lambda: False
+    await loops._report_failure(key, RuntimeError("boom"), ClusterMemory())
+    assert executor.runs == [], "the lease is not known to be held"
+    loops.may_act = lambda: True
+    await loops._report_failure(key, RuntimeError("boom"), ClusterMemory())
+    (actions,) = executor.runs
+    assert [type(a).__name__ for a in actions] == ["WriteStatus"]
