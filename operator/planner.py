@@ -20,6 +20,7 @@ snapshot. Nothing here does I/O, reads the clock or the environment. A steady cl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 
 from . import gcsft, objects
 from .actions import Action, Plan, Submit
-from .api.cluster import ServeClusterSpec
+from .api.cluster import NAME_MAX_LENGTH, NAME_PATTERN, ServeClusterSpec
 from .compose import validation_message
 from .snapshot import Snapshot
 from .stages import context, nocluster, owned, raypods, serving, statuses
@@ -75,8 +76,22 @@ def plan_round(snap: Snapshot, settings: Settings) -> Plan:
         spec = ServeClusterSpec.model_validate(objects.spec(cluster))
     except ValidationError as error:
         return nocluster.invalid(cluster, validation_message(error), snap.now)
+    refused = name_problem(objects.name(cluster))
+    if refused is not None:
+        return nocluster.invalid(cluster, refused, snap.now)
     r = context.build(context.base(snap, settings, cluster, spec, snap.now))
     return run_stages(r, STAGES)
+
+
+def name_problem(name: str) -> str | None:
+    """Why a cluster admitted before the CRD's name rule cannot get the Services named after it, or None."""
+    if len(name) > NAME_MAX_LENGTH:
+        return f"metadata.name: at most {NAME_MAX_LENGTH} characters ({len(name)} given): the Services named " \
+            "after the cluster must be DNS-1035 labels of 63; recreate the ServeCluster under a shorter name"
+    if not re.fullmatch(NAME_PATTERN, name):
+        return "metadata.name: a DNS-1035 label (lower-case letters, digits and '-', starting with a letter): the " \
+            "Services named after the cluster must be; recreate the ServeCluster under such a name"
+    return None
 
 
 def run_stages(r: Round, stages: tuple[Stage, ...]) -> Plan:

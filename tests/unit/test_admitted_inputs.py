@@ -304,3 +304,14 @@ def test_a_failed_round_with_an_exception_that_has_no_text(k8s):
         assert patch is not None
         degraded = conditions.find(patch["conditions"], conditions.DEGRADED)
         assert degraded is not None and degraded["message"].startswith(type(error).__name__ + " (")
+
+
+@pytest.mark.parametrize("name", ["x" * 53, "1st-cluster", "my.cluster"])
+def test_a_name_admitted_before_the_crds_rule_gets_invalid_spec_naming_metadata_name(k8s: Any, name: str) -> None:
+    """A ServeCluster created before the name rule existed (the rule is on create only) still gets an answer."""
+    snap = Snapshot(namespace=k8s.namespace, name=name, cluster=k8s.cluster(name, {}), now=NOW)
+    plan = planner.plan_round(snap, Settings(image="ray:1"))
+    (write,) = plan.actions
+    assert isinstance(write, WriteStatus) and write.patch["observedGeneration"] == 1
+    degraded = next(c for c in write.patch["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "InvalidSpec" and degraded["message"].startswith("metadata.name:")
