@@ -108,11 +108,11 @@ def test_an_elector_holds_only_until_a_standby_could_take_the_lease() -> None:
 
 
 class RefusingKube:
-    """An API server that refuses every write but a status patch, with the answer it gives a 57-character
-    ServeCluster's Services (a name admitted before the CRD refused it on create)."""
+    """An API server that refuses every write but a status patch, with the answer a namespace's Pod Security
+    admission gives (what no planner check can foresee)."""
 
-    ANSWER = ('{"kind":"Status","message":"Service \\"%s-head\\" is invalid: metadata.name: Invalid value: '
-              '\\"%s-head\\": must be no more than 63 characters","reason":"Invalid","code":422}')
+    ANSWER = ('{"kind":"Status","message":"pods \\"%s-head\\" is forbidden: violates PodSecurity '
+              '\\"restricted:latest\\": runAsNonRoot != true","reason":"Forbidden","code":403}')
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -133,13 +133,13 @@ class RefusingKube:
         async def refuse(*args: Any, **kwargs: Any) -> Any:
             self.refused += 1
             name = next(iter(self.store.all(CLUSTERS)))["metadata"]["name"]
-            raise KubeError("POST", f"/api/v1/namespaces/ns/{method}", 422, self.ANSWER % (name, name))
+            raise KubeError("POST", f"/api/v1/namespaces/ns/{method}", 403, self.ANSWER % name)
         return refuse
 
 
 async def test_a_round_that_raises_gives_the_cluster_a_reconcile_error_written_once(k8s: Any) -> None:
     store = Store()
-    name = "a" * 57
+    name = "demo"
     store.put(CLUSTERS, k8s.cluster(name, {}, generation=3))
     kube = RefusingKube(store)
     dashboards = DashboardPool(1.0)
@@ -160,7 +160,7 @@ async def test_a_round_that_raises_gives_the_cluster_a_reconcile_error_written_o
     degraded = conditions.find(status["conditions"], conditions.DEGRADED)
     assert degraded is not None and (degraded["status"], degraded["reason"]) == ("True", "ReconcileError")
     assert degraded["message"].startswith("KubeError: POST /api/v1/namespaces/ns/")
-    assert "metadata.name: Invalid value" in degraded["message"], "the API server's answer names the field"
+    assert "violates PodSecurity" in degraded["message"], "the API server's own answer"
 
 
 async def test_a_failure_is_written_only_on_a_cluster_that_exists_while_the_lease_is_held(k8s: Any) -> None:
