@@ -27,7 +27,7 @@ from .cache import ORPHANS, Key, Store, app_cluster, deployment_app
 from .clients.dashboard import DashboardError
 from .clients.dashboards import DashboardPool, timed
 from .compose import validation_message
-from .manifests import auth, common
+from .manifests import auth, cleanup, common
 from .objects import Obj
 from .snapshot import Rejection, Snapshot, TokenSecret
 
@@ -63,6 +63,10 @@ def _deployments(store: Store, namespace: str, name: str, app_names: set[str]) -
     return tuple(sorted(found, key=objects.name))
 
 
+def _names_owner(obj: Obj) -> bool:
+    return common.OWNER_UID_ANNOTATION in (obj["metadata"].get("annotations") or {})
+
+
 def _owned(store: Store, key: Key, uid: str | None) -> tuple[dict[str, list[Obj]], set[tuple[str, str]]]:
     """Per kind, the objects this cluster really owns (its UID in their controller reference), and (kind, name) of
     those that only carry its labels: someone else's, never to be changed, adopted or deleted."""
@@ -74,6 +78,10 @@ def _owned(store: Store, key: Key, uid: str | None) -> tuple[dict[str, list[Obj]
         if kind == SECRETS:
             labelled = [s for s in labelled if objects.name(s) == common.token_secret_name(name)]
         ours, theirs = ownership.split(labelled, uid) if uid else ([], labelled)
+        if kind == PODS:
+            # A clean-up pod an older serveplane made names no owner: still this cluster's to wait for.
+            legacy = [p for p in theirs if cleanup.is_cleanup_pod(p) and not _names_owner(p)]
+            ours, theirs = sorted(ours + legacy, key=objects.name), [p for p in theirs if p not in legacy]
         owned[kind] = sorted(ours, key=objects.name)
         foreign |= {(kind, objects.name(o)) for o in theirs if kind != PODS}
     return owned, foreign

@@ -7,13 +7,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .manifests import common
 from .objects import Obj
 
 
 def is_ours(obj: Obj, uid: str) -> bool:
-    """Whether the object's controller is the ServeCluster with this UID."""
-    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(isinstance(r, dict) and r.get("controller") is True and r.get("uid") == uid for r in refs)
+    """Whether the object's controller is the ServeCluster with this UID (or it names that UID as its owner, for a
+    dependent that cannot carry an ownerReference)."""
+    meta = obj.get("metadata") or {}
+    refs = meta.get("ownerReferences") or []
+    if any(isinstance(r, dict) and r.get("controller") is True and r.get("uid") == uid for r in refs):
+        return True
+    return bool((meta.get("annotations") or {}).get(common.OWNER_UID_ANNOTATION) == uid)
 
 
 def split(objs: Iterable[Obj], uid: str) -> tuple[list[Obj], list[Obj]]:

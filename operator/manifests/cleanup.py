@@ -44,7 +44,7 @@ def redis_cleanup_pod(
             "name": cleanup_pod_name(cluster),
             "namespace": namespace,
             "labels": common.labels(cluster, COMPONENT),
-            "annotations": {NAMESPACES_ANNOTATION: listed},
+            "annotations": {NAMESPACES_ANNOTATION: listed, common.OWNER_UID_ANNOTATION: uid},
         },
         "spec": {
             # A Redis that is briefly away must not leave the cluster's keys behind: the kubelet retries.

@@ -83,6 +83,11 @@ def labels(cluster: str, component: str) -> dict[str, str]:
     }
 
 
+OWNER_UID_ANNOTATION = "serveplane.dev/owner-uid"
+"""The owner of a dependent that must outlive a foreground deletion of its ServeCluster, and so has no
+ownerReference: the Redis clean-up pod."""
+
+
 def owner_reference(cluster: str, uid: str) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,

@@ -11,10 +11,10 @@ from test_planner import plan_round, summary
 
 from serveplane.operator import ownership
 from serveplane.operator.actions import CreatePod, CreateSecret, WriteStatus
-from serveplane.operator.api.cluster import ServeClusterSpec
+from serveplane.operator.api.cluster import GcsFaultToleranceSpec, ServeClusterSpec
 from serveplane.operator.api.kinds import CLUSTERS, PODS, SECRETS, SERVICES
 from serveplane.operator.cache import Store
-from serveplane.operator.manifests import common, network
+from serveplane.operator.manifests import cleanup, common, network
 from serveplane.operator.observe import from_store
 from serveplane.operator.snapshot import Snapshot, TokenSecret
 
@@ -77,3 +77,25 @@ def test_someone_elses_token_secret_is_never_replaced_and_no_pod_starts_without_
     (write,) = [a for a in plan.actions if isinstance(a, WriteStatus) and a.kind == CLUSTERS]
     degraded = next(c for c in write.patch["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "NameTaken" and "Secret demo-ray-token" in degraded["message"]
+
+
+def test_the_redis_clean_up_pod_is_the_clusters_by_its_owner_annotation(k8s: Any) -> None:
+    """It has no ownerReference (a foreground deletion of the cluster would take it first), so it names its owner."""
+    store = Store()
+    store.put(CLUSTERS, k8s.cluster("demo", {}, uid="u1"))
+    ft = GcsFaultToleranceSpec.model_validate({"redisAddress": "redis:6379"})
+    mine = cleanup.redis_cleanup_pod(cluster="demo", namespace=k8s.namespace, uid="u1", ft=ft, image="i",
+                                     namespaces=["n"])
+    assert ownership.is_ours(mine, "u1") and not ownership.is_ours(mine, "u2")
+    store.put(PODS, mine)
+    snap = from_store(store, (k8s.namespace, "demo"), NOW, frozenset())
+    assert [p["metadata"]["name"] for p in snap.pods] == ["demo-redis-cleanup"]
+    # One an older serveplane made, naming no owner, is still waited for; one naming another cluster's UID is not.
+    legacy = copy.deepcopy(mine)
+    del legacy["metadata"]["annotations"][common.OWNER_UID_ANNOTATION]
+    store.put(PODS, legacy)
+    assert len(from_store(store, (k8s.namespace, "demo"), NOW, frozenset()).pods) == 1
+    other = copy.deepcopy(mine)
+    other["metadata"]["annotations"][common.OWNER_UID_ANNOTATION] = "u2"
+    store.put(PODS, other)
+    assert from_store(store, (k8s.namespace, "demo"), NOW, frozenset()).pods == ()
