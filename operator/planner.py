@@ -79,7 +79,7 @@ def plan_round(snap: Snapshot, settings: Settings) -> Plan:
     refused = name_problem(objects.name(cluster))
     if refused is not None:
         return nocluster.invalid(cluster, refused, snap.now)
-    r = context.build(context.base(snap, settings, cluster, spec, snap.now))
+    r = context.build(context.base(snap, settings, cluster, spec))
     return run_stages(r, STAGES)
 
 

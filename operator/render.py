@@ -61,20 +61,22 @@ def _objects(actions: tuple[Action, ...]) -> list[tuple[str, Obj]]:
 def dry_round(snap: Snapshot, settings: context.Settings) -> tuple[list[Obj], Composition]:
     """The objects the operator creates for a cluster on a world with nothing in it, as its rounds would: the
     first makes the token Secret, the next (the Secret there) the pods that carry its digest."""
-    r = context.build(context.base(snap, settings, snap.cluster or {}, _spec(snap), snap.now))
-    made = _objects(planner.run_stages(r, planner.STAGES).actions)
+    r, made = _round(snap, settings)
     if any(kind == SECRETS for kind, _ in made):
         name = common.token_secret_name(snap.name)
         with_token = dataclasses.replace(snap, token_secret=TokenSecret(name, digest=PLACEHOLDER_DIGEST))
-        r = context.build(context.base(with_token, settings, snap.cluster or {}, _spec(snap), snap.now))
         seen = {(kind, objects.name(obj)) for kind, obj in made}
-        then = _objects(planner.run_stages(r, planner.STAGES).actions)
+        r, then = _round(with_token, settings)
         made += [(kind, obj) for kind, obj in then if (kind, objects.name(obj)) not in seen]
     return [obj for kind in ORDER for k, obj in made if k == kind], r.composition
 
 
-def _spec(snap: Snapshot) -> ServeClusterSpec:
-    return ServeClusterSpec.model_validate(objects.spec(snap.cluster or {}))
+def _round(snap: Snapshot, settings: context.Settings) -> tuple[context.Round, list[tuple[str, Obj]]]:
+    """One round of the operator's on the snapshot, and the objects it creates or applies."""
+    cluster = snap.cluster or {}
+    spec = ServeClusterSpec.model_validate(objects.spec(cluster))
+    r = context.build(context.base(snap, settings, cluster, spec))
+    return r, _objects(planner.run_stages(r, planner.STAGES).actions)
 
 
 def render(

@@ -107,7 +107,7 @@ class Base:
         return built
 
 
-def base(snap: Snapshot, settings: Settings, cluster: Obj, spec: ServeClusterSpec, now: datetime) -> Base:
+def base(snap: Snapshot, settings: Settings, cluster: Obj, spec: ServeClusterSpec) -> Base:
     ray_pods = [p for p in snap.pods if not cleanup.is_cleanup_pod(p)]
     stored = status.read(ServeClusterStatus, objects.status(cluster))
     record = objects.status(cluster).get("autoscaler")
@@ -117,7 +117,7 @@ def base(snap: Snapshot, settings: Settings, cluster: Obj, spec: ServeClusterSpe
     )
     roles = generations.roles(target=target, stored_active=stored.active_generation, pods=ray_pods)
     return Base(
-        snap=snap, settings=settings, cluster=cluster, spec=spec, stored=stored, autoscaler_record=record, now=now,
+        snap=snap, settings=settings, cluster=cluster, spec=spec, stored=stored, autoscaler_record=record, now=snap.now,
         ray_pods=ray_pods, roles=roles, token=token_gate(snap, spec),
         requested=autoscaling.requests(spec, record), chosen=autoscaling.doomed(record, roles.active),
     )
@@ -131,6 +131,8 @@ class Round:
     active_pods: list[Obj]
     desired: list[Obj]
     """The active generation's wanted pods."""
+    ready_pods: list[Obj]
+    """The active generation's pods that are Ready and not going."""
     head: Obj | None
     """The active generation's live head."""
     head_ip: str | None
@@ -168,7 +170,7 @@ def build(b: Base) -> Round:
     snap, spec = b.snap, b.spec
     active_pods = b.pods_of(b.roles.active)
     head = podfacts.live_head(active_pods, b.roles.active)
-    head_ip = str((head.get("status") or {}).get("podIP") or "") or None if head else None
+    head_ip = ((head or {}).get("status") or {}).get("podIP") or None
     serve = snap.reports.get(b.roles.active) if head_ip else None
     composition = compose(spec, list(snap.apps), list(snap.deployments), serve_view(serve, list(snap.apps)))
     upgrade = upgrade_view(b, composition, serve)
@@ -183,20 +185,20 @@ def build(b: Base) -> Round:
         )
     rejected = snap.rejection.config_hash if snap.rejection else None
     desired = b.wanted(b.roles.active)
+    ready = [p for p in active_pods if podfacts.pod_ready(p) and not objects.is_deleting(p)]
     return Round(
-        base=b, active_pods=active_pods, desired=desired, head=head, head_ip=head_ip, serve=serve,
+        base=b, active_pods=active_pods, desired=desired, ready_pods=ready, head=head, head_ip=head_ip, serve=serve,
         composition=composition, upgrade=upgrade, config=config, config_digest=digest, applied=applied,
         rejected=rejected, recovery=recovery,
-        view=_view(b, active_pods, desired, head, head_ip, serve, rejected=rejected, digest=digest),
+        view=_view(b, ready, desired, head, head_ip, serve, rejected=rejected, digest=digest),
     )
 
 
 def _view(
-    b: Base, active_pods: list[Obj], desired: list[Obj], head: Obj | None, head_ip: str | None,
+    b: Base, ready: list[Obj], desired: list[Obj], head: Obj | None, head_ip: str | None,
     serve: ServeReport | None, *, rejected: str | None, digest: str,
 ) -> status.ClusterView:
     snap = b.snap
-    ready = [p for p in active_pods if podfacts.pod_ready(p) and not objects.is_deleting(p)]
     return status.ClusterView(
         name=b.name,
         namespace=b.namespace,

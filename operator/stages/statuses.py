@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .. import autoscaling, gcsft, objects, podfacts, status
+from .. import autoscaling, gcsft, objects, status
 from ..actions import Action, PostEvent, WriteStatus
 from ..api.application import ServeApplicationStatus
 from ..api.base import StatusModel
@@ -37,11 +37,10 @@ def write_at(now: datetime, kind: str, obj: Obj, new: dict[str, Any]) -> list[Ac
 
 def _ready_by_group(r: Round) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for pod in r.active_pods:
-        if not objects.is_deleting(pod) and podfacts.pod_ready(pod):
-            group = (pod["metadata"].get("labels") or {}).get(common.GROUP_LABEL)
-            if group:
-                counts[group] = counts.get(group, 0) + 1
+    for pod in r.ready_pods:
+        group = (pod["metadata"].get("labels") or {}).get(common.GROUP_LABEL)
+        if group:
+            counts[group] = counts.get(group, 0) + 1
     return counts
 
 
